@@ -1,0 +1,154 @@
+"""The `kagglekit` command line."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from kagglekit.checks import CheckReport, check_submission
+from kagglekit.competition import Competition
+from kagglekit.items import DataError
+from kagglekit.metrics import get_metric
+from kagglekit.recipe import RecipeError
+from kagglekit.registry import get_competition, list_competitions
+from kagglekit.samples import write_sample
+from kagglekit.submission import SubmissionError
+
+app = typer.Typer(help="From 'joined the competition' to a validated Kaggle submission.", no_args_is_help=True)
+console = Console()
+
+USER_ERRORS = (DataError, RecipeError, SubmissionError, FileNotFoundError, KeyError)
+
+
+def _competition(name: str) -> Competition:
+    try:
+        return get_competition(name)
+    except KeyError as error:
+        raise typer.BadParameter(str(error.args[0])) from None
+
+
+def _fail(error: Exception) -> None:
+    message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(2)
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show debug logging.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False, show_time=False)],
+    )
+
+
+@app.command("list")
+def list_command() -> None:
+    """List the competitions kagglekit knows, with their Kaggle slug, tasks and metric."""
+    table = Table("name", "Kaggle slug", "tasks", "metric", "submission", "recipes")
+    for name in list_competitions():
+        c = get_competition(name)
+        tasks = ", ".join(
+            f"{t} ({task.kind}-label{', target' if t == c.target_task else ''})" for t, task in c.tasks.items()
+        )
+        recipes = ", ".join(sorted(p.stem for p in c.recipes_dir.glob("*.toml"))) if c.recipes_dir else ""
+        table.add_row(name, c.slug, tasks, c.metric, c.submission.kind, recipes)
+    console.print(table)
+
+
+@app.command()
+def sample(
+    competition: Annotated[str, typer.Argument(help="Competition name, e.g. paddy.")],
+    dest: Annotated[Path, typer.Argument(help="Folder to write the sample into.")],
+    seed: Annotated[int, typer.Option(help="Random seed of the generator.")] = 0,
+    n_train: Annotated[int, typer.Option(help="Approximate number of training images.")] = 400,
+    n_test: Annotated[int, typer.Option(help="Number of test images.")] = 150,
+) -> None:
+    """Write a small synthetic dataset in the competition's exact file layout (answers kept beside it)."""
+    data = write_sample(_competition(competition), dest, seed=seed, n_train=n_train, n_test=n_test)
+    console.print(f"Competition files: {data.data_dir}\nHidden test answers: {data.answers}")
+
+
+@app.command()
+def run(
+    competition: Annotated[str, typer.Argument(help="Competition name, e.g. paddy.")],
+    data: Annotated[Path | None, typer.Option(help="Folder with the extracted Kaggle download.")] = None,
+    sample: Annotated[bool, typer.Option("--sample", help="Use (and cache) the bundled synthetic sample.")] = False,
+    recipe: Annotated[str, typer.Option(help="Recipe name of the competition, or a .toml file.")] = "sample",
+    answers: Annotated[Path | None, typer.Option(help="CSV of test answers to score the submission.")] = None,
+    runs: Annotated[Path, typer.Option(help="Folder for run records and member outputs.")] = Path("runs"),
+    submissions: Annotated[Path, typer.Option(help="Folder for submission files.")] = Path("submissions"),
+    name: Annotated[str | None, typer.Option(help="Name of the run and submission (default: recipe).")] = None,
+) -> None:
+    """Train the recipe's ensemble, write a checked submission, and print member and ensemble scores."""
+    from kagglekit.pipeline import run as run_pipeline
+
+    if sample and data:
+        _fail(DataError("Give either --sample or --data, not both."))
+    try:
+        result = run_pipeline(
+            _competition(competition), recipe, data=data, sample=sample, answers=answers,
+            runs_dir=runs, submissions_dir=submissions, name=name,
+        )  # fmt: skip
+    except USER_ERRORS as error:
+        _fail(error)
+    metric = get_metric(result.metric)
+    arrow = "higher is better" if metric.greater_is_better else "lower is better"
+    table = Table(title=f"{result.competition.name}: validation {metric.name} ({arrow})")
+    table.add_column("member")
+    table.add_column("arch")
+    table.add_column(f"{metric.name} (TTA)", justify="right")
+    table.add_column("accuracy, no TTA", justify="right")
+    table.add_column("train s", justify="right")
+    for m in result.members:
+        plain = "" if m.valid_score_plain is None else f"{m.valid_score_plain:.4f}"
+        table.add_row(m.name, m.arch, f"{m.valid_score:.4f}", plain, f"{m.train_seconds:.0f}")
+    table.add_row("[bold]ensemble[/]", "mean of probabilities", f"[bold]{result.ensemble_score:.4f}[/]", "", "")
+    console.print(table)
+    _print_check(result.check)
+    console.print(f"Submission: [bold]{result.submission}[/]\nRun record: {result.folder / 'run.json'}")
+    if result.test_score is not None:
+        console.print(f"Test {metric.name} against the hidden answers: [bold]{result.test_score:.4f}[/]")
+    if not result.check.ok:
+        raise typer.Exit(1)
+
+
+def _print_check(report: CheckReport) -> None:
+    for error in report.errors:
+        console.print(f"[bold red]✗[/] {report.path.name}: {error}")
+    for warning in report.warnings:
+        console.print(f"[yellow]![/] {report.path.name}: {warning}")
+    if report.comparisons:
+        table = Table("compared with", "common ids", "agreement", "class shift (TV)", "largest changes")
+        for c in report.comparisons:
+            changes = ", ".join(f"{cls} {old:.0%}→{new:.0%}" for cls, old, new in c.largest_changes)
+            agreement = "-" if c.agreement is None else f"{c.agreement:.1%}"
+            shift = "-" if c.shift is None else f"{c.shift:.3f}"
+            table.add_row(c.prior.name, str(c.common), agreement, shift, changes)
+        console.print(table)
+    if report.ok:
+        console.print(f"[green]✓[/] {report.path.name} passed the submission checks")
+
+
+@app.command()
+def check(
+    file: Annotated[Path, typer.Argument(help="The submission CSV to check.")],
+    competition: Annotated[str, typer.Option(help="Competition name, e.g. paddy.")],
+    sample_submission: Annotated[Path | None, typer.Option(help="The competition's sample submission.")] = None,
+    against: Annotated[list[Path] | None, typer.Option(help="Earlier submission(s) to compare with.")] = None,
+) -> None:
+    """Validate a submission (columns, ids, rows, values) and compare it with earlier submissions."""
+    if not file.is_file():
+        _fail(FileNotFoundError(f"{file}: no such file."))
+    report = check_submission(file, _competition(competition), sample_submission, against=against or [])
+    _print_check(report)
+    if not report.ok:
+        raise typer.Exit(1)

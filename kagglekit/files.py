@@ -1,0 +1,53 @@
+"""Writing files so that nothing a user had is lost: atomic replaces and never-overwrite creates."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+
+def _write_temp(folder: Path, write: Callable[[Path], None]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        write(tmp_path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+    return tmp_path
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
+    """Write through `write(tmp)` then rename over `path`: readers see the old file or the new, never half."""
+    path = Path(path)
+    os.replace(_write_temp(path.parent, write), path)
+    return path
+
+
+def write_new(path: Path, write: Callable[[Path], None]) -> Path:
+    """Atomically create `path`, never replacing an existing file: a clash gets a `-2`, `-3`... suffix."""
+    path = Path(path)
+    tmp = _write_temp(path.parent, write)
+    try:
+        for n in range(1, 1000):
+            candidate = path if n == 1 else path.with_name(f"{path.stem}-{n}{path.suffix}")
+            try:
+                os.link(tmp, candidate)  # fails if candidate exists: no race with another writer
+            except FileExistsError:
+                continue
+            return candidate
+        raise FileExistsError(f"Could not find a free name for {path}.")
+    finally:
+        with suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def write_json(path: Path, data: Any) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, default=str) + "\n"))

@@ -1,0 +1,192 @@
+"""Finding a competition's data and turning its files into one item table per split.
+
+The item table is the single place where file layout is resolved: every later step sees rows with an
+`id`, an absolute `path` and one column per task, whatever the competition's folders look like.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from kagglekit.competition import Competition
+
+log = logging.getLogger(__name__)
+
+KAGGLE_INPUT_ROOT = Path("/kaggle/input")
+
+
+class DataError(ValueError):
+    """The data on disk does not match the competition's layout; the message says what to fix."""
+
+
+@dataclass
+class Items:
+    """Training and test rows of a competition, with image paths resolved."""
+
+    data_dir: Path
+    train: pd.DataFrame  # id, path, one column per task
+    test: pd.DataFrame  # id, path, in sample_submission order
+    sample_submission: pd.DataFrame
+    skipped: pd.DataFrame  # training rows left out, with the reason
+
+
+def in_kaggle_notebook() -> bool:
+    return "KAGGLE_KERNEL_RUN_TYPE" in os.environ
+
+
+def kaggle_input_root() -> Path:
+    """The notebook's read-only input mount; `KAGGLEKIT_INPUT_ROOT` overrides it (tests, other hosts)."""
+    return Path(os.environ.get("KAGGLEKIT_INPUT_ROOT", KAGGLE_INPUT_ROOT))
+
+
+def _is_data_dir(folder: Path, competition: Competition) -> bool:
+    return (folder / competition.sample_submission).is_file() and (folder / competition.train_csv).is_file()
+
+
+def _search(root: Path, competition: Competition, depth: int) -> Path | None:
+    """The shallowest folder under `root` (at most `depth` levels down) holding the competition's files."""
+    level = [root]
+    for _ in range(depth + 1):
+        for folder in sorted(level):
+            if _is_data_dir(folder, competition):
+                return folder
+        level = [child for folder in level for child in folder.iterdir() if child.is_dir()]
+    return None
+
+
+def locate_data(competition: Competition, data: Path | None = None) -> Path:
+    """The folder holding the competition's files: `data` if given, else the Kaggle notebook's input."""
+    if data is not None:
+        data = Path(data).expanduser()
+        if not data.is_dir():
+            raise DataError(f"--data {data}: no such folder.")
+        found = _search(data, competition, depth=2)
+        if found is None:
+            raise DataError(
+                f"--data {data}: found no folder containing both {competition.train_csv} and "
+                f"{competition.sample_submission}. Point --data at the extracted Kaggle download of "
+                f"'{competition.slug}'."
+            )
+        return found
+    if in_kaggle_notebook():
+        root = kaggle_input_root()
+        for candidate in (root / "competitions" / competition.slug, root / competition.slug):
+            if _is_data_dir(candidate, competition):
+                return candidate
+        found = _search(root, competition, depth=3) if root.is_dir() else None
+        if found is not None:
+            return found
+        raise DataError(
+            f"Running in a Kaggle notebook but no input under {root} holds {competition.sample_submission}. "
+            f"Add the '{competition.slug}' competition as an input of this notebook."
+        )
+    raise DataError(
+        f"No data for {competition.name}. Either try the bundled sample (`kagglekit run {competition.name} "
+        f"--sample`), or point at the extracted Kaggle download with `--data DIR` (get it with "
+        f"`kaggle competitions download -c {competition.slug}` after setting up Kaggle credentials in "
+        "~/.kaggle/kaggle.json and accepting the competition's rules on the website)."
+    )
+
+
+def _read_csv(path: Path, required: list[str]) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: cannot be read as CSV ({error}).") from error
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(frame.columns)}. "
+            "Is this the right competition's file?"
+        )
+    return frame
+
+
+def _resolve_test_paths(data_dir: Path, competition: Competition, ids: pd.Series) -> list[Path]:
+    paths, missing = [], []
+    for row, image_id in enumerate(ids, start=2):
+        candidates = [data_dir / t.format(id=image_id) for t in competition.test_images]
+        found = next((p for p in candidates if p.is_file()), None)
+        if found is None:
+            missing.append(f"line {row} ({image_id}): tried {', '.join(str(c) for c in candidates)}")
+        paths.append(found)
+    if missing:
+        raise DataError(
+            f"{len(missing)} test image(s) listed in {competition.sample_submission} are missing; the "
+            f"submission must cover every id, so the download is incomplete. First: {'; '.join(missing[:3])}"
+        )
+    return paths
+
+
+def load_items(competition: Competition, data_dir: Path) -> Items:
+    """Read the training table and sample submission and resolve every image path.
+
+    Training rows with an empty label or a missing image are skipped and reported (a user's partial
+    download still trains); a missing test image is an error, because the submission needs every id.
+    """
+    data_dir = Path(data_dir)
+    columns = [competition.id_column, *(task.column for task in competition.tasks.values())]
+    table = _read_csv(data_dir / competition.train_csv, required=columns)
+    sample = _read_csv(data_dir / competition.sample_submission, required=[competition.id_column])
+
+    train = pd.DataFrame({"id": table[competition.id_column]})
+    for task in competition.tasks.values():
+        train[task.column] = table[task.column].str.strip()
+    train["path"] = [str(data_dir / competition.train_image.format(**row)) for row in table.to_dict(orient="records")]
+
+    reasons = pd.Series("", index=train.index)
+    target_column = competition.tasks[competition.target_task].column
+    reasons[train[target_column] == ""] = f"empty {target_column}"
+    exists = train["path"].map(lambda p: Path(p).is_file())
+    reasons[(reasons == "") & ~exists] = "image file missing"
+    duplicated = train["id"].duplicated(keep="first")
+    reasons[(reasons == "") & duplicated] = "duplicate id"
+    skipped = train[reasons != ""].assign(reason=reasons[reasons != ""], line=lambda f: f.index + 2)
+    if len(skipped) == len(train):
+        raise DataError(
+            f"None of the {len(train)} rows of {data_dir / competition.train_csv} is usable "
+            f"(first: line {skipped['line'].iloc[0]}, {skipped['reason'].iloc[0]}: {skipped['path'].iloc[0]})."
+        )
+    if len(skipped):
+        log.warning(
+            "Skipping %d of %d training rows of %s (first: line %d, %s). The full list is saved with the run.",
+            len(skipped), len(train), competition.train_csv, skipped["line"].iloc[0], skipped["reason"].iloc[0],
+        )  # fmt: skip
+    train = train[reasons == ""].reset_index(drop=True)
+
+    ids = sample[competition.id_column]
+    if ids.duplicated().any():
+        raise DataError(f"{competition.sample_submission}: duplicate id {ids[ids.duplicated()].iloc[0]!r}.")
+    test = pd.DataFrame({"id": ids, "path": [str(p) for p in _resolve_test_paths(data_dir, competition, ids)]})
+    return Items(data_dir=data_dir, train=train, test=test, sample_submission=sample, skipped=skipped)
+
+
+def vocabularies(competition: Competition, items: Items) -> dict[str, list[str]]:
+    """The classes of each task: declared by the plug-in, else the sample submission's columns for a
+    probability submission, else every label seen in training (sorted)."""
+    vocab = {}
+    for name, task in competition.tasks.items():
+        labels = items.train[task.column]
+        if task.kind == "multi":
+            seen = sorted({tag for value in labels for tag in value.split(task.label_delim) if tag})
+        else:
+            seen = sorted(set(labels))
+        if task.classes is not None:
+            classes = list(task.classes)
+        elif name == competition.target_task and competition.submission.kind == "probs":
+            classes = [c for c in items.sample_submission.columns if c != competition.id_column]
+        else:
+            classes = seen
+        unknown = sorted(set(seen) - set(classes))
+        if unknown:
+            raise DataError(
+                f"{competition.train_csv}: column {task.column} has label(s) {', '.join(unknown[:5])} that are "
+                f"not among the competition's {len(classes)} classes."
+            )
+        vocab[name] = classes
+    return vocab
