@@ -77,16 +77,18 @@ def _check_columns(frame: pd.DataFrame, expected: list[str], report: CheckReport
         report.errors.append(
             f"missing column(s): {', '.join(missing[:MAX_LISTED])}"
             + (f" and {len(missing) - MAX_LISTED} more" if len(missing) > MAX_LISTED else "")
+            + " in the header (line 1)"
         )
     if extra:
         report.errors.append(
-            f"unexpected column(s): {', '.join(extra[:MAX_LISTED])}; the header must be exactly the sample submission's"
+            f"unexpected column(s): {', '.join(extra[:MAX_LISTED])} in the header (line 1); it must be exactly the "
+            "sample submission's"
         )
     if not missing and not extra and list(frame.columns) != expected:
         first = next(i for i, (a, b) in enumerate(zip(frame.columns, expected, strict=True)) if a != b)
         report.errors.append(
             f"columns out of order: column {first + 1} is {frame.columns[first]!r}, the sample submission has "
-            f"{expected[first]!r} there"
+            f"{expected[first]!r} there (header, line 1)"
         )
 
 
@@ -104,11 +106,11 @@ def _check_ids(frame: pd.DataFrame, id_column: str, sample: pd.DataFrame | None,
     unknown = ~ids.isin(set(expected))
     if unknown.any():
         report.errors.append(f"id(s) not in the sample submission at {_lines(unknown, frame, id_column)}")
-    missing = expected[~expected.isin(set(ids))]
-    if len(missing):
-        report.errors.append(
-            f"{len(missing)} id(s) of the sample submission are missing, e.g. {', '.join(missing.iloc[:3])}"
-        )
+    absent = np.flatnonzero(~expected.isin(set(ids)).to_numpy())
+    missing = expected.iloc[absent]
+    if len(missing):  # not in the file, so the lines named are the sample submission's
+        examples = ", ".join(f"{expected.iloc[r]} (sample submission line {r + 2})" for r in absent[:3])
+        report.errors.append(f"{len(missing)} id(s) of the sample submission are missing, e.g. {examples}")
     if not (unknown.any() or len(missing) or duplicated.any()) and ids.tolist() != expected.tolist():
         first = next(i for i, (a, b) in enumerate(zip(ids, expected, strict=True)) if a != b)
         report.warnings.append(

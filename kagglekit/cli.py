@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 from kagglekit.checks import CheckReport, check_submission
@@ -35,7 +36,7 @@ def _competition(name: str) -> Competition:
 
 def _fail(error: Exception) -> None:
     message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
-    console.print(f"[bold red]error:[/] {message}")
+    console.print(f"[bold red]error:[/] {escape(str(message))}")
     raise typer.Exit(2)
 
 
@@ -66,7 +67,7 @@ def list_command() -> None:
 
 @app.command()
 def sample(
-    competition: Annotated[str, typer.Argument(help="Competition name, e.g. paddy.")],
+    competition: Annotated[str, typer.Argument(help="Competition name (see `kagglekit list`).")],
     dest: Annotated[Path, typer.Argument(help="Folder to write the sample into.")],
     seed: Annotated[int, typer.Option(help="Random seed of the generator.")] = 0,
     n_train: Annotated[int, typer.Option(help="Approximate number of training images.")] = 400,
@@ -79,7 +80,7 @@ def sample(
 
 @app.command()
 def run(
-    competition: Annotated[str, typer.Argument(help="Competition name, e.g. paddy.")],
+    competition: Annotated[str, typer.Argument(help="Competition name (see `kagglekit list`).")],
     data: Annotated[Path | None, typer.Option(help="Folder with the extracted Kaggle download.")] = None,
     sample: Annotated[bool, typer.Option("--sample", help="Use (and cache) the bundled synthetic sample.")] = False,
     recipe: Annotated[str, typer.Option(help="Recipe name of the competition, or a .toml file.")] = "sample",
@@ -123,9 +124,9 @@ def run(
 
 def _print_check(report: CheckReport) -> None:
     for error in report.errors:
-        console.print(f"[bold red]✗[/] {report.path.name}: {error}")
+        console.print(f"[bold red]✗[/] {report.path.name}: {escape(error)}")
     for warning in report.warnings:
-        console.print(f"[yellow]![/] {report.path.name}: {warning}")
+        console.print(f"[yellow]![/] {report.path.name}: {escape(warning)}")
     if report.comparisons:
         table = Table("compared with", "common ids", "agreement", "class shift (TV)", "largest changes")
         for c in report.comparisons:
@@ -141,7 +142,7 @@ def _print_check(report: CheckReport) -> None:
 @app.command()
 def check(
     file: Annotated[Path, typer.Argument(help="The submission CSV to check.")],
-    competition: Annotated[str, typer.Option(help="Competition name, e.g. paddy.")],
+    competition: Annotated[str, typer.Option(help="Competition name (see `kagglekit list`).")],
     sample_submission: Annotated[Path | None, typer.Option(help="The competition's sample submission.")] = None,
     against: Annotated[list[Path] | None, typer.Option(help="Earlier submission(s) to compare with.")] = None,
 ) -> None:

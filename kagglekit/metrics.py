@@ -36,7 +36,7 @@ def log_loss(truth: Sequence[str], probs: pd.DataFrame) -> float:
 
 
 def f2_samples(truth: Sequence[set[str]], pred: Sequence[set[str]]) -> float:
-    """F2 per image averaged over images, as Planet scores it (not the macro average)."""
+    """F2 per image averaged over images (sklearn average="samples"; the macro average is another number)."""
     binarizer = MultiLabelBinarizer()
     binarizer.fit([*truth, *pred])
     return fbeta_score(

@@ -15,12 +15,12 @@ log = logging.getLogger(__name__)
 
 
 def _stratify_labels(labels: pd.Series, n_splits: int) -> pd.Series:
-    """Classes too rare to appear in every split are pooled into one stratum instead of failing."""
+    """Classes too rare to appear in every split join the largest class's stratum instead of failing."""
     counts = labels.value_counts()
     rare = counts[counts < n_splits].index
     if len(rare):
         log.info("Stratifying with %d rare class(es) pooled: %s", len(rare), ", ".join(map(str, rare[:5])))
-    return labels.where(~labels.isin(rare), "__rare__")
+    return labels.where(~labels.isin(rare), counts.index[0])
 
 
 def make_splits(

@@ -1,0 +1,64 @@
+from importlib.metadata import EntryPoint
+from pathlib import Path
+
+import pytest
+
+from kagglekit import registry
+from kagglekit.cli import app
+from kagglekit.registry import get_competition, list_competitions
+
+COMPETITION_WORDS = ("paddy", "dog", "planet", "xray", "siim", "unifesp", "breed")
+
+
+def test_builtin_competitions_are_registered():
+    assert "paddy" in list_competitions()
+    paddy = get_competition("paddy")
+    assert paddy.slug == "paddy-disease-classification"
+    assert get_competition("paddy-disease-classification").name == "paddy"
+    assert paddy.recipe_path("sample").is_file()
+
+
+def test_unknown_competition_and_recipe_are_clear_errors(paddy):
+    with pytest.raises(KeyError, match="Known: .*paddy"):
+        get_competition("no-such-competition")
+    with pytest.raises(KeyError, match="available: .*sample"):
+        paddy.recipe_path("no-such-recipe")
+
+
+def test_shared_pipeline_never_names_a_competition():
+    package = Path(registry.__file__).parent
+    offenders = [
+        f"{path.name}: {word}"
+        for path in package.glob("*.py")
+        for word in COMPETITION_WORDS
+        if word in path.read_text().lower()
+    ]
+    assert offenders == []
+
+
+def test_third_party_plugin_registers_through_entry_point(tmp_path, monkeypatch):
+    (tmp_path / "my_plugin.py").write_text(
+        "from competitions.paddy import paddy as base\n"
+        "from dataclasses import replace\n"
+        "from kagglekit import register\n"
+        "@register\n"
+        "def thirdparty():\n"
+        "    return replace(base(), name='thirdparty', slug='third-party-slug')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    point = EntryPoint(name="thirdparty", value="my_plugin", group=registry.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [point] if group == registry.ENTRY_POINT_GROUP else [])
+    monkeypatch.setattr(registry, "_loaded", False)
+    monkeypatch.setattr(registry, "_factories", dict(registry._factories))
+    assert "thirdparty" in list_competitions()
+    assert get_competition("third-party-slug").name == "thirdparty"
+
+
+def test_list_command_shows_slug_tasks_and_metric():
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, ["list"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "paddy-disease-classification" in result.output
+    assert "accuracy" in result.output
+    assert "single-label" in result.output
