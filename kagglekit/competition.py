@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 TaskKind = Literal["single", "multi"]
 SubmissionKind = Literal["label", "probs", "tags"]
+ImageKind = Literal["photo", "dicom"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,19 @@ class Submission:
 
 
 @dataclass(frozen=True)
+class DicomIndex:
+    """DICOM files found recursively under `folder` and keyed by a header tag, not by their file names.
+
+    Competitions nest DICOMs in study/series folders whose exact depth is not documented; the header's
+    SOPInstanceUID is the id the CSVs use. `sample_path` says where a generated sample puts each file.
+    """
+
+    folder: str
+    key: str = "SOPInstanceUID"
+    sample_path: str = "{StudyInstanceUID}/{SeriesInstanceUID}/{SOPInstanceUID}-c.dcm"
+
+
+@dataclass(frozen=True)
 class Competition:
     """Everything the pipeline needs to know about one Kaggle competition."""
 
@@ -55,14 +69,16 @@ class Competition:
     title: str
     train_csv: str
     id_column: str  # the id column shared by the training table and the submission
-    train_image: str  # path template relative to the data folder, formatted with the training row
-    test_images: Sequence[str]  # path templates tried in order, formatted with `id`
+    train_image: str | DicomIndex  # path template relative to the data folder, formatted with the training row
+    test_images: Sequence[str] | DicomIndex  # path templates tried in order, formatted with `id`
     sample_submission: str
     tasks: dict[str, Task]  # task name -> task; the first is the one the submission predicts
     metric: str  # a name in kagglekit.metrics.METRICS
     submission: Submission
     make_sample: Callable[..., SampleSpec]  # (rng, n_train, n_test) -> a small dataset in the real layout
     target: str | None = None  # defaults to the first task
+    images: ImageKind = "photo"  # dicom: decoded at full depth and cached as 16-bit PNG before training
+    dicom_frames: Literal["first", "all"] = "first"  # multi-frame DICOMs: the first frame, or all stacked
     recipes_dir: Path | None = None  # folder of <recipe>.toml files; set by the registry
 
     @property

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from rich.progress import track
 
-from kagglekit.competition import Competition
+from kagglekit.competition import Competition, DicomIndex
 
 log = logging.getLogger(__name__)
 
@@ -107,11 +108,43 @@ def _read_csv(path: Path, required: list[str]) -> pd.DataFrame:
     return frame
 
 
+def index_dicoms(folder: Path, key: str = "SOPInstanceUID") -> dict[str, Path]:
+    """Every DICOM under `folder` by its header `key`; files whose name disagrees with the header are logged."""
+    from kagglekit.dicom import DicomReadError, dicom_uid
+
+    if key != "SOPInstanceUID":
+        raise ValueError(f"Only SOPInstanceUID indexes are supported, not {key}.")
+    index: dict[str, Path] = {}
+    unreadable, renamed = [], []
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() == ".dcm")
+    for path in track(files, description=f"Reading DICOM headers in {folder.name}/", transient=True):
+        try:
+            uid = dicom_uid(path)
+        except DicomReadError as error:
+            unreadable.append(str(error))
+            continue
+        if not path.stem.startswith(uid):
+            renamed.append(f"{path.name} holds {uid}")
+        index.setdefault(uid, path)
+    if renamed:
+        log.warning("%d DICOM file name(s) disagree with their SOPInstanceUID (keyed by the header): %s",
+                    len(renamed), "; ".join(renamed[:3]))  # fmt: skip
+    if unreadable:
+        log.warning("%d DICOM file(s) have no readable SOPInstanceUID: %s", len(unreadable), "; ".join(unreadable[:3]))
+    return index
+
+
 def _resolve_test_paths(data_dir: Path, competition: Competition, ids: pd.Series) -> list[Path]:
+    spec = competition.test_images
+    index = index_dicoms(data_dir / spec.folder, spec.key) if isinstance(spec, DicomIndex) else None
     paths, missing = [], []
     for row, image_id in enumerate(ids, start=2):
-        candidates = [data_dir / t.format(id=image_id) for t in competition.test_images]
-        found = next((p for p in candidates if p.is_file()), None)
+        if index is not None:
+            candidates = [data_dir / spec.folder / f"**/{image_id}*"]
+            found = index.get(image_id)
+        else:
+            candidates = [data_dir / t.format(id=image_id) for t in spec]
+            found = next((p for p in candidates if p.is_file()), None)
         if found is None:
             missing.append(f"line {row} ({image_id}): tried {', '.join(str(c) for c in candidates)}")
         paths.append(found)

@@ -9,17 +9,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from kagglekit.checks import CheckReport, check_submission
 from kagglekit.competition import Competition
 from kagglekit.files import atomic_write, write_json
+from kagglekit.images import prepare_images
 from kagglekit.items import Items, load_items, locate_data, vocabularies
 from kagglekit.probabilities import Probabilities, ensemble
 from kagglekit.recipe import Recipe, load_recipe
 from kagglekit.registry import get_competition
 from kagglekit.runs import RunRecord
-from kagglekit.samples import ensure_sample
+from kagglekit.samples import cache_root, ensure_sample
 from kagglekit.splits import load_splits, make_splits, save_splits
 from kagglekit.submission import score_submission, to_submission, write_submission
 from kagglekit.transforms import batch_transforms
@@ -82,6 +84,23 @@ def prepare_splits(items: Items, recipe: Recipe, competition: Competition, path:
     return splits
 
 
+def training_prior(
+    items: Items, competition: Competition, vocab: dict[str, list[str]], ids: list[str]
+) -> Probabilities:
+    """Every task's class frequencies in the training rows, as the prediction for `ids`."""
+    tasks = {}
+    for name, classes in vocab.items():
+        task = competition.tasks[name]
+        labels = items.train[task.column]
+        if task.kind == "multi":
+            labels = labels.str.split(task.label_delim).explode()
+        share = labels.value_counts().reindex(classes, fill_value=0).to_numpy(dtype=np.float32) / len(items.train)
+        if task.kind == "single":
+            share = share / share.sum()
+        tasks[name] = np.tile(share, (len(ids), 1))
+    return Probabilities(list(ids), tasks, vocab)
+
+
 def run(
     competition: str | Competition,
     recipe: str | Path = "sample",
@@ -122,6 +141,19 @@ def run(
     with record.step("load_items"):
         items = load_items(competition, data_dir)
         vocab = vocabularies(competition, items)
+    with record.step("prepare_images"):
+        prepared = prepare_images(competition, items, cache_root() / "images")
+        items, undecodable = prepared.items, prepared.undecodable_test
+        if len(undecodable):
+            atomic_write(
+                record.artifact("undecodable_test", folder / "undecodable_test.csv"),
+                lambda t: undecodable.to_csv(t, index=False),
+            )
+            log.warning(
+                "%d TEST image(s) could not be decoded and get the training prior as their prediction: %s. "
+                "See undecodable_test.csv in the run folder.", len(undecodable), ", ".join(undecodable["id"].iloc[:10]),
+            )  # fmt: skip
+            record.notes.append(f"{len(undecodable)} undecodable test images predicted with the training prior")
         write_json(record.artifact("vocab", folder / "vocab.json"), vocab)
         if len(items.skipped):
             atomic_write(
@@ -167,6 +199,10 @@ def run(
     with record.step("ensemble"):
         weights = [m.weight for m in recipe.members]
         valid_ensemble, test_ensemble = ensemble(valid_probs, weights), ensemble(test_probs, weights)
+        if len(undecodable):
+            test_ensemble = test_ensemble.concat(
+                training_prior(items, competition, test_ensemble.vocab, undecodable["id"].tolist())
+            )
         valid_ensemble.save(folder / "ensemble", "valid")
         test_ensemble.save(folder / "ensemble", "test")
         result.ensemble_score = validation_score(valid_ensemble, valid_answers, competition)

@@ -43,6 +43,13 @@ class Probabilities:
             tasks[task], vocab[task] = frame.to_numpy(dtype=np.float32), list(frame.columns)
         return cls(ids, tasks, vocab)
 
+    def concat(self, other: Probabilities) -> Probabilities:
+        """Rows of both (same tasks and classes), e.g. predictions plus fallbacks for undecodable images."""
+        if other.vocab != self.vocab:
+            raise ValueError("Cannot concatenate probabilities over different tasks or classes.")
+        tasks = {t: np.concatenate([p, other.tasks[t]]) for t, p in self.tasks.items()}
+        return Probabilities(self.ids + other.ids, tasks, self.vocab)
+
     def subset(self, ids: Sequence[str]) -> Probabilities:
         position = {i: n for n, i in enumerate(self.ids)}
         rows = [position[i] for i in ids]

@@ -12,27 +12,27 @@ import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from string import Formatter
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 from rich.progress import track
 
+from kagglekit.competition import Competition, DicomIndex
 from kagglekit.files import atomic_write
 
-if TYPE_CHECKING:
-    from kagglekit.competition import Competition
-
-SAMPLE_VERSION = 1  # bump when a generator changes, so cached samples are rebuilt
+SAMPLE_VERSION = 2  # bump when a generator changes, so cached samples are rebuilt
 
 
 @dataclass
 class SampleSpec:
     train: pd.DataFrame  # the training table, exactly the columns of the real train CSV
     answers: pd.DataFrame  # test ids and their truth: id column + the target task's column
-    paint: Callable[[np.random.Generator, dict], Image.Image]  # draws the image of one row
+    paint: Callable[[np.random.Generator, dict], Any]  # draws one row's image: a PIL Image or a pydicom Dataset
     image_format: str = "JPEG"
     test_template: pd.Series | None = None  # per test row, which of competition.test_images it goes to
 
@@ -63,21 +63,37 @@ def write_sample(
     spec = competition.make_sample(np.random.default_rng(seed), n_train, n_test)
     data_dir = Path(dest) / competition.slug
     id_column = competition.id_column
-    jobs = [(competition.train_image.format(**row), row) for row in spec.train.to_dict(orient="records")]
+    test_spec = competition.test_images
+    jobs = [(competition.train_image, row) for row in spec.train.to_dict(orient="records")]
     templates = spec.test_template if spec.test_template is not None else pd.Series(0, index=spec.answers.index)
     jobs += [
-        (competition.test_images[t].format(id=row[id_column]), row)
+        (test_spec if isinstance(test_spec, DicomIndex) else test_spec[t].replace("{id}", f"{{{id_column}}}"), row)
         for t, row in zip(templates, spec.answers.to_dict(orient="records"), strict=True)
     ]
-    for relative, row in track(jobs, description=f"Drawing the {competition.name} sample"):
-        path = data_dir / relative
+    for n, (template, row) in enumerate(track(jobs, description=f"Drawing the {competition.name} sample")):
+        image = spec.paint(_row_rng(seed, f"{n}:{row[id_column]}"), row)
+        path = data_dir / _relative_path(template, row, image)
         path.parent.mkdir(parents=True, exist_ok=True)
-        image = spec.paint(_row_rng(seed, relative), row)
-        atomic_write(path, lambda tmp, im=image: im.save(tmp, format=spec.image_format, quality=90))
+        atomic_write(path, partial(_save, image, spec.image_format))
     _write_csv(spec.train, data_dir / competition.train_csv)
     _write_csv(empty_submission(competition, spec), data_dir / competition.sample_submission)
     answers = _write_csv(spec.answers, Path(dest) / "answers.csv")
     return SampleData(data_dir, answers)
+
+
+def _relative_path(template: str | DicomIndex, row: dict, image) -> str:
+    """Where an image goes: a template filled from its row, or (DICOM indexes) from its own header."""
+    if isinstance(template, DicomIndex):
+        fields = {name for _, name, _, _ in Formatter().parse(template.sample_path) if name}
+        return f"{template.folder}/" + template.sample_path.format(**{f: str(image.get(f, "")) for f in fields})
+    return template.format(**row)
+
+
+def _save(image, image_format: str, tmp: Path) -> None:
+    if isinstance(image, Image.Image):
+        image.save(tmp, format=image_format, quality=90)
+    else:  # a pydicom Dataset
+        image.save_as(tmp, enforce_file_format=True)
 
 
 def empty_submission(competition: Competition, spec: SampleSpec) -> pd.DataFrame:

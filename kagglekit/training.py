@@ -22,12 +22,14 @@ from fastai.data.block import CategoryBlock, ColReader, ColSplitter, DataBlock, 
 from fastai.learner import Learner
 from fastai.torch_core import set_seed
 from fastai.vision.augment import Resize, ResizeMethod
+from fastai.vision.core import PILImage
 from fastai.vision.data import ImageBlock
 from fastai.vision.learner import vision_learner
 from safetensors.torch import save_model
 
 from kagglekit.competition import Competition
 from kagglekit.files import write_json
+from kagglekit.images import input_channels, open_grey16
 from kagglekit.recipe import Member, RecipeError
 from kagglekit.transforms import batch_transforms
 
@@ -109,15 +111,24 @@ def _task_accuracy(head: Head, index: int):
     return metric
 
 
+class PILImageGrey16(PILImage):
+    """A cached 16-bit DICOM PNG as one float channel (see `kagglekit.images.open_grey16`)."""
+
+    @classmethod
+    def create(cls, fn, **kwargs):
+        return cls(open_grey16(fn))
+
+
 def make_dataloaders(
     train: pd.DataFrame,
     is_valid: pd.Series,
     heads: Sequence[Head],
     member: Member,
     num_workers: int | None = None,
+    channels: int = 3,
 ):
     """fastai DataLoaders over the item table: one image input, one target per head."""
-    blocks = [ImageBlock]
+    blocks = [ImageBlock(cls=PILImageGrey16) if channels == 1 else ImageBlock]
     getters = [ColReader("path")]
     for head in heads:
         if head.kind == "single":
@@ -154,11 +165,13 @@ def accumulation_callbacks(member: Member, n_train: int) -> list:
     return [GradientAccumulation(n_acc=member.batch_size)] if member.accum > 1 else []
 
 
-def create_learner(dls, member: Member, heads: Sequence[Head]) -> Learner:
+def create_learner(dls, member: Member, heads: Sequence[Head], channels: int = 3) -> Learner:
     loss = TaskLoss(heads)
     metrics = [_task_accuracy(head, i) for i, head in enumerate(heads)]
     n_out = sum(len(h.vocab) for h in heads)
-    return vision_learner(dls, member.arch, pretrained=member.pretrained, n_out=n_out, loss_func=loss, metrics=metrics)
+    return vision_learner(
+        dls, member.arch, pretrained=member.pretrained, n_out=n_out, n_in=channels, loss_func=loss, metrics=metrics
+    )
 
 
 def train_member(
@@ -177,8 +190,9 @@ def train_member(
     is_valid = train["id"].map(splits.set_index("id")["is_valid"]).astype(bool)
     n_train = int((~is_valid).sum())
     callbacks = accumulation_callbacks(member, n_train)
-    dls = make_dataloaders(train, is_valid, heads, member, num_workers)
-    learn = create_learner(dls, member, heads)
+    channels = input_channels(competition)
+    dls = make_dataloaders(train, is_valid, heads, member, num_workers, channels)
+    learn = create_learner(dls, member, heads, channels)
     log.info("Training %s (%s, %d train / %d valid images)", member.name, member.arch, n_train, int(is_valid.sum()))
     started = time.perf_counter()
     if member.pretrained:
