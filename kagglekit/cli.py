@@ -12,6 +12,7 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
 
+from kagglekit import cli_kaggle
 from kagglekit.checks import CheckReport, check_submission
 from kagglekit.competition import Competition
 from kagglekit.items import DataError
@@ -88,8 +89,14 @@ def run(
     runs: Annotated[Path, typer.Option(help="Folder for run records and member outputs.")] = Path("runs"),
     submissions: Annotated[Path, typer.Option(help="Folder for submission files.")] = Path("submissions"),
     name: Annotated[str | None, typer.Option(help="Name of the run and submission (default: recipe).")] = None,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Start a new run instead of resuming an unfinished one.")
+    ] = False,
 ) -> None:
-    """Train the recipe's ensemble, write a checked submission, and print member and ensemble scores."""
+    """Train the recipe's ensemble, write a checked submission, and print member and ensemble scores.
+
+    Re-running the same command after an interruption resumes the unfinished run.
+    """
     from kagglekit.pipeline import run as run_pipeline
 
     if sample and data:
@@ -97,29 +104,41 @@ def run(
     try:
         result = run_pipeline(
             _competition(competition), recipe, data=data, sample=sample, answers=answers,
-            runs_dir=runs, submissions_dir=submissions, name=name,
+            runs_dir=runs, submissions_dir=submissions, name=name, fresh=fresh,
         )  # fmt: skip
     except USER_ERRORS as error:
         _fail(error)
+    _print_result(result)
+    if not result.check.ok:
+        raise typer.Exit(1)
+
+
+def _print_result(result) -> None:
     metric = get_metric(result.metric)
     arrow = "higher is better" if metric.greater_is_better else "lower is better"
     table = Table(title=f"{result.competition.name}: validation {metric.name} ({arrow})")
-    table.add_column("member")
-    table.add_column("arch")
-    table.add_column(f"{metric.name} (TTA)", justify="right")
-    table.add_column("accuracy, no TTA", justify="right")
-    table.add_column("train s", justify="right")
+    for column in ("member", "arch", "rows", f"{metric.name} (TTA)", "accuracy per task, no TTA", "train s"):
+        table.add_column(column, justify="right" if column in ("rows", "train s") else "left")
     for m in result.members:
-        plain = "" if m.valid_score_plain is None else f"{m.valid_score_plain:.4f}"
-        table.add_row(m.name, m.arch, f"{m.valid_score:.4f}", plain, f"{m.train_seconds:.0f}")
-    table.add_row("[bold]ensemble[/]", "mean of probabilities", f"[bold]{result.ensemble_score:.4f}[/]", "", "")
+        tasks = ", ".join(f"{task} {score:.3f}" for task, score in m.task_scores.items())
+        seconds = "reused" if m.reused else f"{m.train_seconds:.0f}"
+        table.add_row(m.name, m.arch, str(m.valid_rows), f"{m.valid_score:.4f}", tasks, seconds)
+    ensemble = "no honest score" if result.ensemble_score is None else f"[bold]{result.ensemble_score:.4f}[/]"
+    how = "mean of probabilities" if result.tuned_weights is None else f"weights {result.tuned_weights} (tuned)"
+    table.add_row("[bold]ensemble[/]", how, str(result.ensemble_rows), ensemble, "", "")
     console.print(table)
+    if result.thresholds is not None:
+        t = result.thresholds
+        console.print(
+            f"Thresholds: one global {t.global_threshold:.2f} → {metric.name} {t.global_score:.4f}; per tag → "
+            f"{t.per_tag_score:.4f}; using [bold]{t.chosen.replace('_', ' ')}[/]"
+        )
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}")
     _print_check(result.check)
     console.print(f"Submission: [bold]{result.submission}[/]\nRun record: {result.folder / 'run.json'}")
     if result.test_score is not None:
         console.print(f"Test {metric.name} against the hidden answers: [bold]{result.test_score:.4f}[/]")
-    if not result.check.ok:
-        raise typer.Exit(1)
 
 
 def _print_check(report: CheckReport) -> None:
@@ -153,3 +172,9 @@ def check(
     _print_check(report)
     if not report.ok:
         raise typer.Exit(1)
+
+
+# Kaggle itself: download, submit and history (kagglekit.cli_kaggle), listed after the local commands.
+app.command()(cli_kaggle.download)
+app.command()(cli_kaggle.submit)
+app.command()(cli_kaggle.submissions)

@@ -89,8 +89,9 @@ def locate_data(competition: Competition, data: Path | None = None) -> Path:
     raise DataError(
         f"No data for {competition.name}. Either try the bundled sample (`kagglekit run {competition.name} "
         f"--sample`), or point at the extracted Kaggle download with `--data DIR` (get it with "
-        f"`kaggle competitions download -c {competition.slug}` after setting up Kaggle credentials in "
-        "~/.kaggle/kaggle.json and accepting the competition's rules on the website)."
+        f"`kagglekit download {competition.name}` after setting up Kaggle credentials in "
+        f"~/.kaggle/kaggle.json and accepting the competition's rules on the website; it lands in "
+        f"data/{competition.slug})."
     )
 
 
@@ -134,6 +135,16 @@ def index_dicoms(folder: Path, key: str = "SOPInstanceUID") -> dict[str, Path]:
     return index
 
 
+def _train_paths(data_dir: Path, competition: Competition, table: pd.DataFrame) -> list[str]:
+    """Each training row's image: its template filled from the row, or its file in the DICOM index (when the
+    index lacks it, the search pattern, which does not exist, so the row is skipped as missing)."""
+    spec = competition.train_image
+    if not isinstance(spec, DicomIndex):
+        return [str(data_dir / spec.format(**row)) for row in table.to_dict(orient="records")]
+    index = index_dicoms(data_dir / spec.folder, spec.key)
+    return [str(index.get(uid, data_dir / spec.folder / f"**/{uid}*")) for uid in table[competition.id_column]]
+
+
 def _resolve_test_paths(data_dir: Path, competition: Competition, ids: pd.Series) -> list[Path]:
     spec = competition.test_images
     index = index_dicoms(data_dir / spec.folder, spec.key) if isinstance(spec, DicomIndex) else None
@@ -170,7 +181,7 @@ def load_items(competition: Competition, data_dir: Path) -> Items:
     train = pd.DataFrame({"id": table[competition.id_column]})
     for task in competition.tasks.values():
         train[task.column] = table[task.column].str.strip()
-    train["path"] = [str(data_dir / competition.train_image.format(**row)) for row in table.to_dict(orient="records")]
+    train["path"] = _train_paths(data_dir, competition, table)
 
     reasons = pd.Series("", index=train.index)
     target_column = competition.tasks[competition.target_task].column

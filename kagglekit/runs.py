@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import sys
 import time
@@ -45,6 +46,7 @@ def environment() -> dict[str, str]:
 class RunRecord:
     folder: Path
     config: dict[str, Any]
+    config_key: str = ""  # hash of what decides the results: a re-run with the same key resumes this run
     started: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     status: str = "running"
     timings: dict[str, float] = field(default_factory=dict)
@@ -57,10 +59,14 @@ class RunRecord:
         return self.folder / "run.json"
 
     def save(self) -> None:
+        """Rewrite run.json, keeping entries other tools added (e.g. `kaggle` scores from `kagglekit submit`)."""
+        earlier = json.loads(self.path.read_text()) if self.path.is_file() else {}
         write_json(
             self.path,
             {
+                **earlier,
                 "status": self.status,
+                "config_key": self.config_key,
                 "started": self.started,
                 "config": self.config,
                 "environment": environment(),

@@ -63,7 +63,7 @@ def test_locate_data_finds_nested_downloads_and_explains_what_is_missing(paddy, 
     assert locate_data(paddy, paddy_sample.data_dir.parent) == paddy_sample.data_dir
     with pytest.raises(DataError, match="found no folder containing both train.csv and sample_submission.csv"):
         locate_data(paddy, tmp_path)
-    with pytest.raises(DataError, match="--sample.*--data DIR.*kaggle competitions download -c paddy"):
+    with pytest.raises(DataError, match="--sample.*--data DIR.*kagglekit download paddy"):
         locate_data(paddy, None)
 
 

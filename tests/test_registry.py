@@ -1,3 +1,4 @@
+import re
 from importlib.metadata import EntryPoint
 from pathlib import Path
 
@@ -7,7 +8,7 @@ from kagglekit import registry
 from kagglekit.cli import app
 from kagglekit.registry import get_competition, list_competitions
 
-COMPETITION_WORDS = ("paddy", "dog", "planet", "xray", "siim", "unifesp", "breed")
+COMPETITION_WORDS = re.compile(r"\b(paddy|dogs?|planet|xray|siim|unifesp|breeds?)\b", re.IGNORECASE)
 
 
 def test_builtin_competitions_are_registered():
@@ -28,10 +29,9 @@ def test_unknown_competition_and_recipe_are_clear_errors(paddy):
 def test_shared_pipeline_never_names_a_competition():
     package = Path(registry.__file__).parent
     offenders = [
-        f"{path.name}: {word}"
+        f"{path.name}: {match}"
         for path in package.glob("*.py")
-        for word in COMPETITION_WORDS
-        if word in path.read_text().lower()
+        for match in COMPETITION_WORDS.findall(path.read_text())
     ]
     assert offenders == []
 

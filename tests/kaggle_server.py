@@ -1,0 +1,277 @@
+"""A stand-in for Kaggle's API on 127.0.0.1, so the tests drive the real `kaggle` client without the network.
+
+How the real client (kaggle 2.2.4 on kagglesdk 0.1.37) ends up here:
+
+- `KAGGLE_API_ENVIRONMENT=LOCALHOST` makes `KaggleApi` build its `KaggleClient` with `KaggleEnv.LOCAL`, whose
+  endpoint is `http://localhost`; outside production kagglesdk POSTs JSON to `<endpoint>/api/v1/<service>/<method>`.
+  This kagglesdk has no endpoint-override variable, and LOCAL (port 80) and TEST (port 7777) fix the port.
+- `HTTP_PROXY`/`HTTPS_PROXY`/`ALL_PROXY` name this server, and `requests` honours them for everything the client
+  sends (the API calls, the archive redirect it follows, the signed-URL upload), so all of it arrives here in proxy
+  form whatever host it names. Any other host, and any HTTPS tunnel (CONNECT), is refused and recorded: a
+  misconfigured client fails here instead of reaching Kaggle.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+HOST = "localhost"  # the host of KaggleEnv.LOCAL's endpoint
+SERVICE = "/api/v1/competitions.CompetitionApiService/"
+RULES_MESSAGE = "You must accept this competition's rules before you'll be able to download files."
+
+
+@dataclass
+class Request:
+    """One request as the stand-in received it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> dict[str, Any]:
+        return json.loads(self.body or b"{}")
+
+
+@dataclass
+class Scoring:
+    """How the stand-in scores a competition's submissions."""
+
+    public_score: str | None = "0.9"
+    private_score: str | None = None
+    error_description: str | None = None  # set: the submission fails with this description
+    pending_polls: int = 1  # list calls that still show a new submission as pending
+
+
+@dataclass
+class Submission:
+    ref: int
+    competition: str
+    file_name: str
+    description: str
+    content: bytes
+    date: str
+    polls_left: int
+    status: str = "PENDING"
+    public_score: str | None = None
+    private_score: str | None = None
+    error_description: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The ApiSubmission fields, named as kagglesdk deserialises them."""
+        return {
+            "ref": self.ref,
+            "fileName": self.file_name,
+            "date": self.date,
+            "description": self.description,
+            "status": self.status,
+            "publicScore": self.public_score,
+            "privateScore": self.private_score,
+            "errorDescription": self.error_description,
+            "totalBytes": len(self.content),
+        }
+
+
+@dataclass
+class KaggleStandIn:
+    """Competitions, uploads and submissions of one fake Kaggle account, served on a random local port."""
+
+    username: str = "kk-user"
+    key: str = "kk-key"
+    token: str | None = None  # an access token accepted as Bearer auth
+    competitions: dict[str, bytes] = field(default_factory=dict)  # slug -> the archive of its data
+    unaccepted: set[str] = field(default_factory=set)  # slugs whose rules the account has not accepted
+    scoring: dict[str, Scoring] = field(default_factory=dict)
+    daily_limit: int | None = None  # submissions accepted before Kaggle refuses more
+    upload_status: int = 200  # what the signed upload URL answers
+    requests: list[Request] = field(default_factory=list)
+    submissions: list[Submission] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # what the stand-in would not serve: other hosts, HTTPS
+    uploads: dict[str, bytes] = field(default_factory=dict)  # upload token -> bytes PUT to its signed URL
+    upload_names: dict[str, str] = field(default_factory=dict)  # upload token -> file name given at its start
+
+    def __post_init__(self) -> None:
+        self._signature = secrets.token_hex(8)
+        self._lock = threading.Lock()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._httpd.daemon_threads = True
+        self._httpd.stand_in = self  # type: ignore[attr-defined]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
+
+    @property
+    def proxy(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    def __enter__(self) -> KaggleStandIn:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def calls(self, method: str) -> list[Request]:
+        """The API calls received for one CompetitionApiService method, e.g. 'CreateSubmission'."""
+        return [r for r in self.requests if r.path == SERVICE + method]
+
+    # --- what each endpoint answers: (status, headers, body) ---
+
+    def handle(self, request: Request) -> tuple[int, dict[str, str], bytes]:
+        with self._lock:
+            self.requests.append(request)
+            if request.method == "GET" and request.path.startswith("/blobs/"):
+                return self._blob(request)
+            if request.method == "PUT" and request.path.startswith("/upload/"):
+                token = request.path.removeprefix("/upload/")
+                if token not in self.upload_names:
+                    return 403, {"Content-Type": "text/plain"}, b"no upload was started for this URL"
+                if self.upload_status == 200:
+                    self.uploads[token] = request.body
+                return self.upload_status, {}, b""
+            if request.method != "POST" or not request.path.startswith("/api/v1/"):
+                return _error(404, f"No such endpoint: {request.method} {request.path}")
+            if not self._authorized(request.headers.get("Authorization", "")):
+                return _error(401, "Unauthenticated")
+            if not request.path.startswith(SERVICE):
+                return _error(404, f"No such service: {request.path}")
+            method = request.path.removeprefix(SERVICE)
+            body = request.json()
+            slug = body.get("competitionName", "")
+            if slug not in self.competitions:
+                return _error(404, f"Competition {slug!r} not found")
+            handlers = {
+                "DownloadDataFiles": self._download,
+                "StartSubmissionUpload": self._start_upload,
+                "CreateSubmission": self._create_submission,
+                "ListSubmissions": self._list_submissions,
+            }
+            if method not in handlers:
+                return _error(404, f"No such method: {method}")
+            return handlers[method](slug, body)
+
+    def _authorized(self, header: str) -> bool:
+        scheme, _, value = header.partition(" ")
+        if scheme == "Bearer":
+            return self.token is not None and value == self.token
+        if scheme == "Basic":
+            return base64.b64decode(value).decode() == f"{self.username}:{self.key}"
+        return False
+
+    def _download(self, slug: str, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        """Kaggle answers with a redirect to a signed storage URL, which the client follows."""
+        if slug in self.unaccepted:
+            return _error(403, RULES_MESSAGE)
+        return 302, {"Location": f"http://{HOST}/blobs/{slug}.zip?sig={self._signature}"}, b""
+
+    def _blob(self, request: Request) -> tuple[int, dict[str, str], bytes]:
+        url = urlsplit(request.path)
+        slug = url.path.removeprefix("/blobs/").removesuffix(".zip")
+        if parse_qs(url.query).get("sig") != [self._signature] or slug not in self.competitions:
+            return 403, {"Content-Type": "text/plain"}, b"bad signature"
+        headers = {"Content-Type": "application/zip", "Last-Modified": formatdate(0, usegmt=True)}
+        return 200, headers, self.competitions[slug]
+
+    def _start_upload(self, slug: str, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        token = secrets.token_hex(8)
+        self.upload_names[token] = body["fileName"]
+        return _json({"token": token, "createUrl": f"http://{HOST}/upload/{token}"})
+
+    def _create_submission(self, slug: str, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        token = body.get("blobFileTokens", "")
+        if token not in self.uploads:
+            return _error(400, "Unknown blob token")
+        if self.daily_limit is not None and len(self.submissions) >= self.daily_limit:
+            return _error(400, f"Submission not allowed: your team has used its {self.daily_limit} submissions today.")
+        scoring = self.scoring.get(slug, Scoring())
+        submission = Submission(
+            ref=len(self.submissions) + 1001,
+            competition=slug,
+            file_name=self.upload_names[token],
+            description=body.get("submissionDescription", ""),
+            content=self.uploads[token],
+            date=datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z",
+            polls_left=scoring.pending_polls,
+        )
+        self.submissions.append(submission)
+        return _json({"message": "Successfully submitted", "ref": submission.ref})
+
+    def _list_submissions(self, slug: str, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        scoring = self.scoring.get(slug, Scoring())
+        mine = [s for s in self.submissions if s.competition == slug]
+        for submission in mine:
+            if submission.status != "PENDING":
+                continue
+            if submission.polls_left > 0:
+                submission.polls_left -= 1
+            elif scoring.error_description is not None:
+                submission.status, submission.error_description = "ERROR", scoring.error_description
+            else:
+                submission.status = "COMPLETE"
+                submission.public_score, submission.private_score = scoring.public_score, scoring.private_score
+        newest_first = sorted(mine, key=lambda s: s.ref, reverse=True)[: body.get("pageSize", 20)]
+        return _json({"submissions": [s.to_json() for s in newest_first], "nextPageToken": ""})
+
+
+def _json(data: dict[str, Any], status: int = 200) -> tuple[int, dict[str, str], bytes]:
+    return status, {"Content-Type": "application/json"}, json.dumps(data).encode()
+
+
+def _error(status: int, message: str) -> tuple[int, dict[str, str], bytes]:
+    """Kaggle's error body: kagglesdk raises HTTPError(message) for a JSON body whose code is >= 400."""
+    return _json({"code": status, "message": message}, status)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keep test output clean."""
+
+    def do_CONNECT(self) -> None:
+        self._refuse(f"CONNECT {self.path}")
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def do_PUT(self) -> None:
+        self._serve()
+
+    def _serve(self) -> None:
+        url = urlsplit(self.path)  # proxy form: http://localhost/api/v1/...
+        body = self._read_body()
+        if url.hostname != HOST:
+            self._refuse(f"{self.command} {self.path}")
+            return
+        path = url.path + (f"?{url.query}" if url.query else "")
+        stand_in: KaggleStandIn = self.server.stand_in  # type: ignore[attr-defined]
+        status, headers, content = stand_in.handle(Request(self.command, path, dict(self.headers), body))
+        self._respond(status, headers, content)
+
+    def _read_body(self) -> bytes:
+        """Every body the client sends has a Content-Length, the signed-URL upload included (it streams a file)."""
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def _refuse(self, what: str) -> None:
+        self.server.stand_in.refused.append(what)  # type: ignore[attr-defined]
+        self.close_connection = True
+        self._respond(403, {"Content-Type": "text/plain"}, b"the Kaggle stand-in serves only http://localhost")
+
+    def _respond(self, status: int, headers: dict[str, str], content: bytes) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(content)))
+        self.end_headers()
+        self.wfile.write(content)
