@@ -5,7 +5,7 @@ elsewhere or yesterday can join an ensemble without retraining. numpy and pandas
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,12 +43,12 @@ class Probabilities:
             tasks[task], vocab[task] = frame.to_numpy(dtype=np.float32), list(frame.columns)
         return cls(ids, tasks, vocab)
 
-    def concat(self, other: Probabilities) -> Probabilities:
-        """Rows of both (same tasks and classes), e.g. predictions plus fallbacks for undecodable images."""
-        if other.vocab != self.vocab:
+    def concat(self, *others: Probabilities) -> Probabilities:
+        """Rows of all (same tasks and classes): out-of-fold parts, or predictions plus fallbacks."""
+        if any(other.vocab != self.vocab for other in others):
             raise ValueError("Cannot concatenate probabilities over different tasks or classes.")
-        tasks = {t: np.concatenate([p, other.tasks[t]]) for t, p in self.tasks.items()}
-        return Probabilities(self.ids + other.ids, tasks, self.vocab)
+        tasks = {t: np.concatenate([p, *(o.tasks[t] for o in others)]) for t, p in self.tasks.items()}
+        return Probabilities([*self.ids, *(i for o in others for i in o.ids)], tasks, self.vocab)
 
     def subset(self, ids: Sequence[str]) -> Probabilities:
         position = {i: n for n, i in enumerate(self.ids)}
@@ -75,3 +75,41 @@ def ensemble(members: Sequence[Probabilities], weights: Sequence[float] | None =
         total = sum(w for _, w in holders)
         tasks[task] = (sum(w * m.tasks[task].astype(np.float64) for m, w in holders) / total).astype(np.float32)
     return Probabilities(ids, tasks, vocab)
+
+
+def item_losses(
+    probs: np.ndarray, truth: Sequence[str], vocab: Sequence[str], kind: str, delim: str = " "
+) -> np.ndarray:
+    """Per-row loss of probabilities against labels: cross-entropy, or mean binary cross-entropy (multi)."""
+    eps = 1e-7
+    p = np.clip(np.asarray(probs, dtype=np.float64), eps, 1 - eps)
+    position = {c: i for i, c in enumerate(vocab)}
+    if kind == "single":
+        return -np.log(p[np.arange(len(p)), [position[t] for t in truth]])
+    y = np.zeros_like(p)
+    for row, labels in enumerate(truth):
+        y[row, [position[t] for t in str(labels).split(delim) if t]] = 1
+    return -(y * np.log(p) + (1 - y) * np.log(1 - p)).mean(axis=1)
+
+
+def tune_weights(
+    members: Sequence[Probabilities], score: Callable[[Probabilities], float], greater_is_better: bool
+) -> list[float]:
+    """Non-negative ensemble weights (summing to 1) that optimise `score` of the weighted mean.
+
+    Nelder-Mead on softmax-parametrised weights: works for non-differentiable metrics such as accuracy.
+    Scored on the same rows it is fit to, so the tuned score is optimistic; report it as such.
+    """
+    from scipy.optimize import minimize
+
+    sign = -1.0 if greater_is_better else 1.0
+
+    def objective(logits: np.ndarray) -> float:
+        weights = np.exp(logits - logits.max())
+        return sign * score(ensemble(members, weights / weights.sum()))
+
+    start = np.zeros(len(members))
+    best = minimize(objective, start, method="Nelder-Mead", options={"maxiter": 200, "xatol": 1e-3, "fatol": 1e-6})
+    chosen = best.x if best.fun < objective(start) else start  # never worse than equal weights
+    weights = np.exp(chosen - chosen.max())
+    return (weights / weights.sum()).round(4).tolist()

@@ -24,6 +24,20 @@ class RecipeError(ValueError):
 
 
 @dataclass(frozen=True)
+class Stage:
+    """One step of progressive resizing: train at this size for this many epochs."""
+
+    size: tuple[int, int]  # (height, width)
+    resize: ResizeMethod
+    epochs: int
+    lr: float
+
+
+def _hw(size: int | list | tuple) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+@dataclass(frozen=True)
 class Member:
     """One ensemble member: an architecture and how it is trained and predicted.
 
@@ -33,7 +47,7 @@ class Member:
 
     name: str
     arch: str
-    pretrained: bool = False
+    pretrained: bool | str = False  # True: timm's weights; a path: a weights file or folder (offline)
     size: int | tuple[int, int] = 224
     resize: ResizeMethod = "squish"
     aug: str = "default"
@@ -43,7 +57,14 @@ class Member:
     accum: int = 1
     weight: float = 1.0  # its weight in the ensemble's mean
     tasks: dict[str, float] | None = None  # task -> loss weight; None: the competition's target alone
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"  # auto: bf16/fp16 mixed precision on CUDA
+    channels_last: bool | None = None  # None: on for CUDA
     seed: int | None = None  # None: the recipe's seed
+    stages: tuple[dict, ...] | None = None  # progressive resizing: ({size, epochs, resize?, lr?}, ...)
+    split_seed: int | None = None  # train on its own random split (split ensembles); None: the recipe's split
+    folds: int | None = None  # train k models on k folds, with out-of-fold validation predictions
+    sampling: Literal["none", "balanced", "loss"] = "none"  # balanced: per class; loss: previous member's losses
+    freeze_epochs: int = 1  # epochs of head-only training before each unfrozen stage (pretrained or resized)
 
     def __post_init__(self) -> None:
         if self.accum < 1:
@@ -56,8 +77,36 @@ class Member:
             )
         if self.resize not in ("squish", "crop", "pad"):
             raise RecipeError(f"member {self.name!r}: resize must be squish, crop or pad, got {self.resize!r}.")
+        if self.precision not in ("auto", "fp32", "fp16", "bf16"):
+            raise RecipeError(
+                f"member {self.name!r}: precision must be auto, fp32, fp16 or bf16, got {self.precision!r}."
+            )
+        if not isinstance(self.pretrained, (bool, str)):
+            raise RecipeError(f"member {self.name!r}: pretrained must be true, false or a path to weights.")
         if self.epochs < 1 or self.lr <= 0 or self.weight < 0:
             raise RecipeError(f"member {self.name!r}: epochs >= 1, lr > 0 and weight >= 0 are required.")
+        if self.sampling not in ("none", "balanced", "loss"):
+            raise RecipeError(f"member {self.name!r}: sampling must be none, balanced or loss, got {self.sampling!r}.")
+        if self.folds is not None and (self.folds < 2 or self.split_seed is not None):
+            raise RecipeError(f"member {self.name!r}: folds must be >= 2 and cannot be combined with split_seed.")
+        for stage in self.stages or ():
+            unknown = set(stage) - {"size", "epochs", "resize", "lr"}
+            if unknown or "size" not in stage or "epochs" not in stage:
+                raise RecipeError(
+                    f"member {self.name!r}: each stage needs size and epochs (and may set resize, lr); got {stage}."
+                )
+            if stage.get("resize", self.resize) not in ("squish", "crop", "pad") or int(stage["epochs"]) < 1:
+                raise RecipeError(f"member {self.name!r}: invalid stage {stage}.")
+
+    @property
+    def stage_list(self) -> list[Stage]:
+        """The member's training stages; without `stages`, one stage at its size for its epochs."""
+        if not self.stages:
+            return [Stage(_hw(self.size), self.resize, self.epochs, self.lr)]
+        return [
+            Stage(_hw(s["size"]), s.get("resize", self.resize), int(s["epochs"]), float(s.get("lr", self.lr)))
+            for s in self.stages
+        ]
 
     @property
     def step_batch_size(self) -> int:
@@ -66,8 +115,8 @@ class Member:
 
     @property
     def image_size(self) -> tuple[int, int]:
-        """(height, width)."""
-        return (self.size, self.size) if isinstance(self.size, int) else tuple(self.size)
+        """(height, width) it predicts at: the last stage's."""
+        return self.stage_list[-1].size
 
 
 @dataclass(frozen=True)
@@ -80,6 +129,7 @@ class Recipe:
     seed: int = 42
     tta: int = 4  # augmented passes averaged with the plain pass
     num_workers: int | None = None  # data-loading processes; None: fastai's default
+    ensemble_weights: Literal["recipe", "tuned"] = "recipe"  # tuned: fit to the honest validation rows
     source: str = ""
 
     def member_seed(self, member: Member) -> int:
@@ -103,6 +153,8 @@ def _member(table: dict[str, Any], defaults: dict[str, Any], where: str) -> Memb
             raise RecipeError(f"{where}: every member needs a {key!r}.")
     if isinstance(merged.get("size"), list):
         merged["size"] = tuple(merged["size"])
+    if isinstance(merged.get("stages"), list):
+        merged["stages"] = tuple(merged["stages"])
     try:
         return Member(**merged)
     except RecipeError as error:
@@ -129,6 +181,8 @@ def parse_recipe(data: dict[str, Any], name: str, source: str = "<recipe>") -> R
         raise RecipeError(f"{source}: valid_pct must be between 0 and 1, got {recipe.valid_pct}.")
     if recipe.split not in ("random", "stratified"):
         raise RecipeError(f"{source}: split must be 'random' or 'stratified', got {recipe.split!r}.")
+    if recipe.ensemble_weights not in ("recipe", "tuned"):
+        raise RecipeError(f"{source}: ensemble_weights must be 'recipe' or 'tuned', got {recipe.ensemble_weights!r}.")
     if recipe.tta < 0:
         raise RecipeError(f"{source}: tta must be >= 0, got {recipe.tta}.")
     return recipe

@@ -13,24 +13,30 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import fastai.callback.schedule  # noqa: F401  (adds Learner.fit_one_cycle and fine_tune)
+# Imported for the Learner methods they add: to_channelslast, to_fp16/to_bf16, fit_one_cycle.
+import fastai.callback.channelslast
+import fastai.callback.fp16
+import fastai.callback.schedule  # noqa: F401
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from fastai.callback.core import Callback
 from fastai.callback.training import GradientAccumulation
 from fastai.data.block import CategoryBlock, ColReader, ColSplitter, DataBlock, MultiCategoryBlock
-from fastai.learner import Learner
+from fastai.data.transforms import Normalize
+from fastai.learner import Learner, Recorder, load_model, save_model
 from fastai.torch_core import set_seed
 from fastai.vision.augment import Resize, ResizeMethod
 from fastai.vision.core import PILImage
 from fastai.vision.data import ImageBlock
 from fastai.vision.learner import vision_learner
-from safetensors.torch import save_model
+from safetensors.torch import save_model as save_safetensors
 
 from kagglekit.competition import Competition
 from kagglekit.files import write_json
 from kagglekit.images import input_channels, open_grey16
-from kagglekit.recipe import Member, RecipeError
+from kagglekit.recipe import Member, RecipeError, Stage
 from kagglekit.transforms import batch_transforms
 
 log = logging.getLogger(__name__)
@@ -126,8 +132,15 @@ def make_dataloaders(
     member: Member,
     num_workers: int | None = None,
     channels: int = 3,
+    stage: Stage | None = None,
+    weights: np.ndarray | None = None,
 ):
-    """fastai DataLoaders over the item table: one image input, one target per head."""
+    """fastai DataLoaders over the item table: one image input, one target per head.
+
+    `stage` sets the size and resize method (default: the member's last stage); `weights` (one per row of
+    `train`) makes the training loader sample rows in proportion to them.
+    """
+    stage = stage or member.stage_list[-1]
     blocks = [ImageBlock(cls=PILImageGrey16) if channels == 1 else ImageBlock]
     getters = [ColReader("path")]
     for head in heads:
@@ -142,11 +155,15 @@ def make_dataloaders(
         getters=getters,
         n_inp=1,
         splitter=ColSplitter("is_valid"),
-        item_tfms=Resize(member.image_size, method=_RESIZE[member.resize]),
-        batch_tfms=batch_transforms(member.aug, member.image_size),
+        item_tfms=Resize(stage.size, method=_RESIZE[stage.resize]),
+        batch_tfms=batch_transforms(member.aug, stage.size),
     )
     frame = train.assign(is_valid=is_valid.to_numpy())
     kwargs = {} if num_workers is None else {"num_workers": num_workers}
+    if weights is not None:
+        return block.weighted_dataloaders(
+            frame, wgts=np.asarray(weights, dtype=float), bs=member.step_batch_size, **kwargs
+        )
     return block.dataloaders(frame, bs=member.step_batch_size, **kwargs)
 
 
@@ -165,59 +182,222 @@ def accumulation_callbacks(member: Member, n_train: int) -> list:
     return [GradientAccumulation(n_acc=member.batch_size)] if member.accum > 1 else []
 
 
+def weights_file(pretrained: str, arch: str) -> Path:
+    """A local weights file for `arch`: the file itself, or the first match in a folder (an attached dataset)."""
+    path = Path(pretrained).expanduser()
+    if path.is_dir():
+        names = [f"{arch}.safetensors", f"{arch}/model.safetensors", f"{arch}/pytorch_model.bin", "model.safetensors"]
+        found = next((path / n for n in names if (path / n).is_file()), None)
+        if found is None:
+            raise RecipeError(f"pretrained folder {path} has none of {', '.join(names)} for {arch}.")
+        return found
+    if not path.is_file():
+        raise RecipeError(f"pretrained weights {path} do not exist (for {arch}).")
+    return path
+
+
 def create_learner(dls, member: Member, heads: Sequence[Head], channels: int = 3) -> Learner:
+    """A fastai learner over a timm body. Weights from a file still get timm's normalisation statistics."""
     loss = TaskLoss(heads)
     metrics = [_task_accuracy(head, i) for i, head in enumerate(heads)]
     n_out = sum(len(h.vocab) for h in heads)
-    return vision_learner(
-        dls, member.arch, pretrained=member.pretrained, n_out=n_out, n_in=channels, loss_func=loss, metrics=metrics
+    extra = {}
+    if isinstance(member.pretrained, str):
+        extra["pretrained_cfg_overlay"] = {"file": str(weights_file(member.pretrained, member.arch))}
+    pretrained = bool(member.pretrained)
+    learn = vision_learner(
+        dls, member.arch, pretrained=pretrained, n_out=n_out, n_in=channels, loss_func=loss, metrics=metrics, **extra
     )
+    if pretrained and channels == 1:  # fastai skips normalisation when channels differ: use the channel mean
+        config = learn.model[0].model.default_cfg
+        mean, std = float(np.mean(config["mean"])), float(np.mean(config["std"]))
+        dls.add_tfms([Normalize.from_stats([mean], [std], cuda=False)], "after_batch")
+    return learn
+
+
+def normalization(learn: Learner) -> dict[str, list[float]] | None:
+    """The Normalize statistics applied to batches (None: inputs are 0..1), recorded for export."""
+    for tfm in learn.dls.after_batch.fs:
+        if isinstance(tfm, Normalize):
+            return {"mean": tfm.mean.flatten().tolist(), "std": tfm.std.flatten().tolist()}
+    return None
+
+
+def apply_precision(learn: Learner, member: Member) -> list[str]:
+    """Mixed precision and channels_last on CUDA; on the CPU they are ignored, and the notes say so."""
+    notes = []
+    cuda = torch.cuda.is_available()
+    if member.precision in ("fp16", "bf16") and not cuda:
+        notes.append(f"{member.name}: precision {member.precision} ignored on the CPU (trained in fp32)")
+    if member.channels_last and not cuda:
+        notes.append(f"{member.name}: channels_last ignored on the CPU")
+    if not cuda:
+        return notes
+    precision = member.precision
+    if precision == "auto":
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if precision == "fp16":
+        learn.to_fp16()
+    elif precision == "bf16":
+        learn.to_bf16()
+    if member.channels_last is not False:
+        learn.to_channelslast()
+    return notes
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One call of fit_one_cycle: a stage's size, with the body frozen (head only) or not."""
+
+    stage: int
+    epochs: int
+    frozen: bool
+    lr: float | slice
+    pct_start: float
+    div: float
+
+
+def schedule(member: Member) -> list[Phase]:
+    """fastai's `fine_tune`, generalised to progressive resizing.
+
+    A pretrained body, and every stage after the first (new size, new statistics), first re-fits the head
+    with the body frozen for `freeze_epochs`, then trains everything at half the rate with discriminative
+    rates for pretrained bodies. A from-scratch first stage is a plain one-cycle fit.
+    """
+    phases = []
+    for number, stage in enumerate(member.stage_list):
+        if (member.pretrained or number > 0) and member.freeze_epochs:
+            half = stage.lr / 2
+            phases.append(Phase(number, member.freeze_epochs, True, stage.lr, 0.99, 25.0))
+            phases.append(
+                Phase(number, stage.epochs, False, slice(half / 100, half) if member.pretrained else half, 0.3, 5.0)
+            )
+        else:
+            phases.append(Phase(number, stage.epochs, False, stage.lr, 0.25, 25.0))
+    return phases
+
+
+class EpochCheckpoint(Callback):
+    """Saves weights, optimizer state and the history so far after every epoch, so a killed run resumes."""
+
+    order = Recorder.order + 1
+
+    def __init__(self, folder: Path, phase: int, earlier: list[dict]):
+        self.folder, self.phase, self.earlier = folder, phase, earlier
+
+    def after_epoch(self) -> None:
+        save_model(self.folder / "checkpoint.pth", self.learn.model, self.learn.opt, with_opt=True)
+        state = {"phase": self.phase, "epoch": self.epoch, "history": self.earlier + history(self.learn, self.phase)}
+        write_json(self.folder / "checkpoint.json", state)
+
+
+def sampling_weights(
+    member: Member, train: pd.DataFrame, target: str, previous_losses: pd.Series | None
+) -> np.ndarray | None:
+    """Per-row sampling weights: none, inverse class frequency, or the previous member's per-item losses."""
+    if member.sampling == "none":
+        return None
+    if member.sampling == "balanced":
+        return (1.0 / train[target].map(train[target].value_counts())).to_numpy()
+    if previous_losses is None:
+        raise RecipeError(f"member {member.name!r}: sampling = 'loss' needs an earlier member to take losses from.")
+    losses = train["id"].map(previous_losses).fillna(previous_losses.mean()).to_numpy()
+    return losses + 1e-3 * losses.mean()  # a little weight for rows the previous member already fits
 
 
 def train_member(
     member: Member,
     competition: Competition,
     train: pd.DataFrame,
-    splits: pd.DataFrame,
+    is_valid: pd.Series,
     vocab: dict[str, list[str]],
     out_dir: Path,
     seed: int = 42,
     num_workers: int | None = None,
+    weights: np.ndarray | None = None,
 ) -> Learner:
-    """Train one member on the rows of `splits` not marked `is_valid`, and save its weights and history."""
+    """Train one member on the rows where `is_valid` (aligned with `train`) is false; save weights and history.
+
+    The member's schedule (progressive stages, head re-fits) runs phase by phase with a checkpoint after
+    every epoch in `out_dir`; if one is there, training resumes after its last completed epoch.
+    """
     set_seed(seed, reproducible=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
     heads = make_heads(competition, vocab, member)
-    is_valid = train["id"].map(splits.set_index("id")["is_valid"]).astype(bool)
+    is_valid = pd.Series(np.asarray(is_valid, dtype=bool), index=train.index)
     n_train = int((~is_valid).sum())
     callbacks = accumulation_callbacks(member, n_train)
     channels = input_channels(competition)
-    dls = make_dataloaders(train, is_valid, heads, member, num_workers, channels)
-    learn = create_learner(dls, member, heads, channels)
+    stages = member.stage_list
+    loaders = [make_dataloaders(train, is_valid, heads, member, num_workers, channels, stages[0], weights)]
+    learn = create_learner(loaders[0], member, heads, channels)
+    notes = apply_precision(learn, member)
+    for note in notes:
+        log.info(note)
+
+    done_phase, done_epoch, earlier = -1, -1, []
+    checkpoint = out_dir / "checkpoint.json"
+    if checkpoint.is_file():
+        state = json.loads(checkpoint.read_text())
+        done_phase, done_epoch, earlier = state["phase"], state["epoch"], state["history"]
+        learn.create_opt()
+        load_model(out_dir / "checkpoint.pth", learn.model, learn.opt, with_opt=True, device=learn.dls.device)
+        log.info("Resuming %s after epoch %d of phase %d", member.name, done_epoch + 1, done_phase + 1)
     log.info("Training %s (%s, %d train / %d valid images)", member.name, member.arch, n_train, int(is_valid.sum()))
     started = time.perf_counter()
-    if member.pretrained:
-        learn.fine_tune(member.epochs, member.lr, cbs=callbacks)
-    else:
-        learn.fit_one_cycle(member.epochs, member.lr, cbs=callbacks)
+    phases = schedule(member)
+    current_stage = 0
+    for number, phase in enumerate(phases):
+        finished = number < done_phase or (number == done_phase and done_epoch + 1 >= phase.epochs)
+        if finished:
+            continue
+        if phase.stage != current_stage:
+            current_stage = phase.stage
+            dls = make_dataloaders(train, is_valid, heads, member, num_workers, channels, stages[phase.stage], weights)
+            learn.dls = dls
+        if phase.frozen:
+            learn.freeze()
+        else:
+            learn.unfreeze()
+        start = done_epoch + 1 if number == done_phase else 0
+        checkpointer = EpochCheckpoint(out_dir, number, earlier)
+        learn.fit_one_cycle(
+            phase.epochs,
+            phase.lr,
+            pct_start=phase.pct_start,
+            div=phase.div,
+            cbs=[*callbacks, checkpointer],
+            start_epoch=start,
+        )
+        earlier = earlier + history(learn, number)
     seconds = time.perf_counter() - started
-    save_member(learn, member, heads, out_dir, history(learn), seconds)
+    save_member(learn, member, heads, out_dir, earlier, seconds, channels, notes)
     return learn
 
 
-def history(learn: Learner) -> list[dict[str, float]]:
+def history(learn: Learner, phase: int) -> list[dict[str, float]]:
+    """The recorder's per-epoch losses and metrics of the current fit (epochs skipped on resume excluded)."""
     names = [n for n in learn.recorder.metric_names if n not in ("epoch", "time")]
+    skipped = learn.epoch + 1 - len(learn.recorder.values)
     return [
-        {"epoch": epoch, **{n: float(v) for n, v in zip(names, values, strict=False)}}
-        for epoch, values in enumerate(learn.recorder.values)
+        {"phase": phase, "epoch": skipped + n, **{k: float(v) for k, v in zip(names, values, strict=False)}}
+        for n, values in enumerate(learn.recorder.values)
     ]
 
 
 def save_member(
-    learn: Learner, member: Member, heads: Sequence[Head], out_dir: Path, epochs: list[dict], seconds: float
+    learn: Learner,
+    member: Member,
+    heads: Sequence[Head],
+    out_dir: Path,
+    epochs: list[dict],
+    seconds: float,
+    channels: int = 3,
+    notes: Sequence[str] = (),
 ) -> None:
     """Weights as safetensors plus a JSON description: everything needed to predict again, no pickles."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_model(learn.model, str(out_dir / "model.safetensors"))
+    save_safetensors(learn.model, str(out_dir / "model.safetensors"))
     write_json(
         out_dir / "member.json",
         {
@@ -232,14 +412,27 @@ def save_member(
                 }
                 for h in heads
             ],
+            "channels": channels,
+            "size": list(member.image_size),  # what it predicts at: the last stage's size and resize method
+            "resize": member.stage_list[-1].resize,
+            "normalization": normalization(learn),
             "history": epochs,
             "train_seconds": round(seconds, 2),
+            "notes": list(notes),
         },
     )
 
 
-def history_score(out_dir: Path, task: str) -> tuple[float | None, float]:
-    """The saved member's last-epoch validation accuracy on `task` (no TTA) and its training time."""
-    saved = json.loads((out_dir / "member.json").read_text())
-    last = saved["history"][-1] if saved["history"] else {}
-    return last.get(f"{task}_accuracy"), saved["train_seconds"]
+def history_scores(part_dirs: Sequence[Path]) -> tuple[dict[str, float], float]:
+    """Last-epoch validation accuracy per task (no TTA), averaged over a member's parts, and total train time."""
+    saved = [json.loads((d / "member.json").read_text()) for d in part_dirs]
+    lasts = [s["history"][-1] for s in saved if s["history"]]
+    tasks = [k.removesuffix("_accuracy") for k in (lasts[0] if lasts else {}) if k.endswith("_accuracy")]
+    scores = {t: float(np.mean([last[f"{t}_accuracy"] for last in lasts])) for t in tasks}
+    return scores, float(sum(s["train_seconds"] for s in saved))
+
+
+def clear_checkpoint(out_dir: Path) -> None:
+    """Drop the resume checkpoint once the member's predictions are saved."""
+    for leftover in ("checkpoint.pth", "checkpoint.json"):
+        (out_dir / leftover).unlink(missing_ok=True)

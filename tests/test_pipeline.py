@@ -59,7 +59,7 @@ def test_run_end_to_end_then_compare_with_the_previous_submission(paddy_sample, 
     assert record["status"] == "finished"
     assert record["config"]["recipe"]["members"][1]["accum"] == 2
     assert record["environment"]["torch"] and record["environment"]["fastai"]
-    assert {"load_items", "splits", "train:a", "tta:a", "train:b", "tta:b", "ensemble", "submission"} <= set(
+    assert {"load_items", "prepare_images", "train:a", "tta:a", "train:b", "tta:b", "ensemble", "submission"} <= set(
         record["timings_seconds"]
     )
     members = record["metrics"]["members"]
