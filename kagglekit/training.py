@@ -282,12 +282,15 @@ class EpochCheckpoint(Callback):
 
     order = Recorder.order + 1
 
-    def __init__(self, folder: Path, phase: int, earlier: list[dict]):
-        self.folder, self.phase, self.earlier = folder, phase, earlier
+    def __init__(self, folder: Path, phase: int, earlier: list[dict], start: int):
+        self.folder, self.phase, self.earlier, self.start = folder, phase, earlier, start
 
     def after_epoch(self) -> None:
+        if self.epoch < self.start:  # an epoch skipped on resume
+            return
         save_model(self.folder / "checkpoint.pth", self.learn.model, self.learn.opt, with_opt=True)
-        state = {"phase": self.phase, "epoch": self.epoch, "history": self.earlier + history(self.learn, self.phase)}
+        done = history(self.learn, self.phase, self.start)
+        state = {"phase": self.phase, "epoch": self.epoch, "history": self.earlier + done}
         write_json(self.folder / "checkpoint.json", state)
 
 
@@ -360,7 +363,7 @@ def train_member(
         else:
             learn.unfreeze()
         start = done_epoch + 1 if number == done_phase else 0
-        checkpointer = EpochCheckpoint(out_dir, number, earlier)
+        checkpointer = EpochCheckpoint(out_dir, number, earlier, start)
         learn.fit_one_cycle(
             phase.epochs,
             phase.lr,
@@ -369,19 +372,21 @@ def train_member(
             cbs=[*callbacks, checkpointer],
             start_epoch=start,
         )
-        earlier = earlier + history(learn, number)
+        earlier = earlier + history(learn, number, start)
     seconds = time.perf_counter() - started
     save_member(learn, member, heads, out_dir, earlier, seconds, channels, notes)
     return learn
 
 
-def history(learn: Learner, phase: int) -> list[dict[str, float]]:
-    """The recorder's per-epoch losses and metrics of the current fit (epochs skipped on resume excluded)."""
+def history(learn: Learner, phase: int, start: int = 0) -> list[dict[str, float]]:
+    """The recorder's per-epoch losses and metrics of the current fit, from epoch `start` on.
+
+    On resume, fastai skips the first `start` epochs but still records a row for each; those are dropped.
+    """
     names = [n for n in learn.recorder.metric_names if n not in ("epoch", "time")]
-    skipped = learn.epoch + 1 - len(learn.recorder.values)
     return [
-        {"phase": phase, "epoch": skipped + n, **{k: float(v) for k, v in zip(names, values, strict=False)}}
-        for n, values in enumerate(learn.recorder.values)
+        {"phase": phase, "epoch": start + n, **{k: float(v) for k, v in zip(names, values, strict=False)}}
+        for n, values in enumerate(learn.recorder.values[start:])
     ]
 
 
