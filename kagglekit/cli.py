@@ -14,6 +14,7 @@ from rich.table import Table
 
 from kagglekit import cli_kaggle
 from kagglekit.checks import CheckReport, check_submission
+from kagglekit.cli_kaggle_kernels import kaggle_app
 from kagglekit.competition import Competition
 from kagglekit.items import DataError
 from kagglekit.metrics import get_metric
@@ -86,8 +87,14 @@ def run(
     sample: Annotated[bool, typer.Option("--sample", help="Use (and cache) the bundled synthetic sample.")] = False,
     recipe: Annotated[str, typer.Option(help="Recipe name of the competition, or a .toml file.")] = "sample",
     answers: Annotated[Path | None, typer.Option(help="CSV of test answers to score the submission.")] = None,
-    runs: Annotated[Path, typer.Option(help="Folder for run records and member outputs.")] = Path("runs"),
-    submissions: Annotated[Path, typer.Option(help="Folder for submission files.")] = Path("submissions"),
+    runs: Annotated[
+        Path | None,
+        typer.Option(help="Folder for run records (default: runs; in a Kaggle notebook, under its working folder)."),
+    ] = None,
+    submissions: Annotated[
+        Path | None,
+        typer.Option(help="Folder for submission files (default: submissions; in a Kaggle notebook, ditto)."),
+    ] = None,
     name: Annotated[str | None, typer.Option(help="Name of the run and submission (default: recipe).")] = None,
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Start a new run instead of resuming an unfinished one.")
@@ -178,3 +185,4 @@ def check(
 app.command()(cli_kaggle.download)
 app.command()(cli_kaggle.submit)
 app.command()(cli_kaggle.submissions)
+app.add_typer(kaggle_app, name="kaggle")  # packs, notebooks and fan-out on Kaggle

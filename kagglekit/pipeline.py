@@ -19,6 +19,7 @@ from kagglekit.competition import Competition
 from kagglekit.files import atomic_write, write_json
 from kagglekit.images import prepare_images
 from kagglekit.items import Items, load_items, locate_data, vocabularies
+from kagglekit.kaggle_env import default_dirs, publish_submission
 from kagglekit.metrics import get_metric
 from kagglekit.probabilities import Probabilities, ensemble, item_losses, tune_weights
 from kagglekit.recipe import Member, Recipe, load_recipe
@@ -153,8 +154,8 @@ def run(
     data: Path | None = None,
     sample: bool = False,
     answers: Path | None = None,
-    runs_dir: Path = Path("runs"),
-    submissions_dir: Path = Path("submissions"),
+    runs_dir: Path | None = None,
+    submissions_dir: Path | None = None,
     name: str | None = None,
     fresh: bool = False,
 ) -> RunResult:
@@ -167,6 +168,8 @@ def run(
     from kagglekit.training import clear_checkpoint, history_scores, sampling_weights, train_member
 
     competition = get_competition(competition) if isinstance(competition, str) else competition
+    default_runs, default_submissions = default_dirs()  # in a Kaggle notebook: under /kaggle/working
+    runs_dir, submissions_dir = runs_dir or default_runs, submissions_dir or default_submissions
     recipe_path = competition.recipe_path(str(recipe))
     recipe = load_recipe(recipe_path)
     for member in recipe.members:  # fail before any training, not after the first member
@@ -331,6 +334,9 @@ def run(
             result.submission, competition, items.sample_submission, against=priors, classes=vocab[target]
         )
         record.metrics["submission_check"] = result.check.to_dict()
+        published = publish_submission(result.submission) if result.check.ok else None
+        if published is not None:  # in a Kaggle notebook: the file a code competition scores
+            record.artifact("kaggle_submission", published)
         if answers:
             truth = pd.read_csv(answers, dtype=str, keep_default_na=False)
             result.test_score = score_submission(frame, truth, competition)

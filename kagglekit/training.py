@@ -203,7 +203,9 @@ def create_learner(dls, member: Member, heads: Sequence[Head], channels: int = 3
     n_out = sum(len(h.vocab) for h in heads)
     extra = {}
     if isinstance(member.pretrained, str):
-        extra["pretrained_cfg_overlay"] = {"file": str(weights_file(member.pretrained, member.arch))}
+        file = weights_file(member.pretrained, member.arch)
+        # custom_load=False: older timm sends augreg ViT files to its .npz loader otherwise (timm issue #2061)
+        extra["pretrained_cfg_overlay"] = {"file": str(file), "custom_load": file.suffix == ".npz"}
     pretrained = bool(member.pretrained)
     learn = vision_learner(
         dls, member.arch, pretrained=pretrained, n_out=n_out, n_in=channels, loss_func=loss, metrics=metrics, **extra

@@ -9,6 +9,13 @@ How the real client (kaggle 2.2.4 on kagglesdk 0.1.37) ends up here:
   sends (the API calls, the archive redirect it follows, the signed-URL upload), so all of it arrives here in proxy
   form whatever host it names. Any other host, and any HTTPS tunnel (CONNECT), is refused and recorded: a
   misconfigured client fails here instead of reaching Kaggle.
+
+Besides competitions it serves what notebooks and offline packs need, as the client calls them (kaggle_api_extended):
+`dataset_create_new` asks `datasets.DatasetApiService/GetDatasetStatus` (a 404 means the dataset is new), uploads
+each file through `blobs.BlobApiService/StartBlobUpload` and a PUT to the signed URL, then sends
+`datasets.DatasetApiService/CreateDataset` with the upload tokens; `kernels_push` sends
+`kernels.KernelsApiService/SaveKernel` with the metadata and the notebook text; `kernels_status` asks
+`GetKernelSessionStatus`; `kernels_output` asks `ListKernelSessionOutput` and GETs each file's URL.
 """
 
 from __future__ import annotations
@@ -26,6 +33,9 @@ from urllib.parse import parse_qs, urlsplit
 
 HOST = "localhost"  # the host of KaggleEnv.LOCAL's endpoint
 SERVICE = "/api/v1/competitions.CompetitionApiService/"
+BLOBS = "/api/v1/blobs.BlobApiService/"
+DATASETS = "/api/v1/datasets.DatasetApiService/"
+KERNELS = "/api/v1/kernels.KernelsApiService/"
 RULES_MESSAGE = "You must accept this competition's rules before you'll be able to download files."
 
 
@@ -82,6 +92,26 @@ class Submission:
 
 
 @dataclass
+class Dataset:
+    """A dataset as CreateDataset made it: its request, and the files uploaded for it."""
+
+    request: dict[str, Any]
+    files: dict[str, bytes]
+
+
+@dataclass
+class KernelRun:
+    """What a pushed notebook does on the stand-in: the status each status call reports (the last one stays), the
+    failure message of an ERROR, and the files its session writes to /kaggle/working."""
+
+    statuses: list[str] = field(default_factory=lambda: ["RUNNING", "COMPLETE"])
+    failure_message: str | None = None
+    outputs: dict[str, bytes] = field(default_factory=dict)
+    log: str = ""
+    polls: int = 0  # status calls since the last push
+
+
+@dataclass
 class KaggleStandIn:
     """Competitions, uploads and submissions of one fake Kaggle account, served on a random local port."""
 
@@ -98,6 +128,9 @@ class KaggleStandIn:
     refused: list[str] = field(default_factory=list)  # what the stand-in would not serve: other hosts, HTTPS
     uploads: dict[str, bytes] = field(default_factory=dict)  # upload token -> bytes PUT to its signed URL
     upload_names: dict[str, str] = field(default_factory=dict)  # upload token -> file name given at its start
+    datasets: dict[str, Dataset] = field(default_factory=dict)  # "owner/slug" -> the dataset
+    kernel_runs: dict[str, KernelRun] = field(default_factory=dict)  # kernel slug -> how it runs (default: fine)
+    pushes: list[dict[str, Any]] = field(default_factory=list)  # SaveKernel requests, in order
 
     def __post_init__(self) -> None:
         self._signature = secrets.token_hex(8)
@@ -119,9 +152,9 @@ class KaggleStandIn:
         self._httpd.shutdown()
         self._httpd.server_close()
 
-    def calls(self, method: str) -> list[Request]:
-        """The API calls received for one CompetitionApiService method, e.g. 'CreateSubmission'."""
-        return [r for r in self.requests if r.path == SERVICE + method]
+    def calls(self, method: str, service: str = SERVICE) -> list[Request]:
+        """The API calls received for one method, e.g. 'CreateSubmission' (of `service`: SERVICE, KERNELS...)."""
+        return [r for r in self.requests if r.path == service + method]
 
     # --- what each endpoint answers: (status, headers, body) ---
 
@@ -130,6 +163,8 @@ class KaggleStandIn:
             self.requests.append(request)
             if request.method == "GET" and request.path.startswith("/blobs/"):
                 return self._blob(request)
+            if request.method == "GET" and request.path.startswith("/kernel-output/"):
+                return self._kernel_file(request)
             if request.method == "PUT" and request.path.startswith("/upload/"):
                 token = request.path.removeprefix("/upload/")
                 if token not in self.upload_names:
@@ -141,6 +176,16 @@ class KaggleStandIn:
                 return _error(404, f"No such endpoint: {request.method} {request.path}")
             if not self._authorized(request.headers.get("Authorization", "")):
                 return _error(401, "Unauthenticated")
+            others = {
+                BLOBS + "StartBlobUpload": self._start_blob_upload,
+                DATASETS + "GetDatasetStatus": self._dataset_status,
+                DATASETS + "CreateDataset": self._create_dataset,
+                KERNELS + "SaveKernel": self._save_kernel,
+                KERNELS + "GetKernelSessionStatus": self._kernel_status,
+                KERNELS + "ListKernelSessionOutput": self._kernel_output,
+            }
+            if request.path in others:
+                return others[request.path](request.json())
             if not request.path.startswith(SERVICE):
                 return _error(404, f"No such service: {request.path}")
             method = request.path.removeprefix(SERVICE)
@@ -219,6 +264,70 @@ class KaggleStandIn:
                 submission.public_score, submission.private_score = scoring.public_score, scoring.private_score
         newest_first = sorted(mine, key=lambda s: s.ref, reverse=True)[: body.get("pageSize", 20)]
         return _json({"submissions": [s.to_json() for s in newest_first], "nextPageToken": ""})
+
+    # --- datasets and notebooks ---
+
+    def _start_blob_upload(self, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        token = secrets.token_hex(8)
+        self.upload_names[token] = body["name"]
+        return _json({"token": token, "createUrl": f"http://{HOST}/upload/{token}"})
+
+    def _dataset_status(self, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        if f"{body.get('ownerSlug')}/{body.get('datasetSlug')}" not in self.datasets:
+            return _error(404, "Dataset not found")
+        return _json({"status": "READY"})
+
+    def _create_dataset(self, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        ref = f"{body.get('ownerSlug')}/{body.get('slug')}"
+        tokens = [f.get("token", "") for f in body.get("files", [])]
+        if any(token not in self.uploads for token in tokens):
+            return _error(400, "Unknown blob token")
+        self.datasets[ref] = Dataset(body, {self.upload_names[t]: self.uploads[t] for t in tokens})
+        return _json({"ref": ref, "url": f"https://www.kaggle.com/datasets/{ref}", "status": "Ok"})
+
+    def _save_kernel(self, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        """Kaggle saves a version and starts its session; sources it does not know come back as invalid."""
+        self.pushes.append(body)
+        owner, _, slug = body.get("slug", "").partition("/")
+        self.kernel_runs.setdefault(slug, KernelRun()).polls = 0
+        datasets = [d for d in body.get("datasetDataSources", []) if d not in self.datasets]
+        competitions = [c for c in body.get("competitionDataSources", []) if c not in self.competitions]
+        return _json({
+            "ref": f"/code/{owner}/{slug}", "url": f"https://www.kaggle.com/code/{owner}/{slug}",
+            "versionNumber": sum(p.get("slug") == body.get("slug") for p in self.pushes),
+            "invalidDatasetSources": datasets, "invalidCompetitionSources": competitions,
+        })  # fmt: skip
+
+    def _pushed(self, body: dict[str, Any]) -> KernelRun | None:
+        """The run of a notebook this account pushed; None for one Kaggle would not know."""
+        ref = f"{body.get('userName')}/{body.get('kernelSlug')}"
+        if not any(p.get("slug") == ref for p in self.pushes):
+            return None
+        return self.kernel_runs[body["kernelSlug"]]
+
+    def _kernel_status(self, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        run = self._pushed(body)
+        if run is None:
+            return _error(404, "Notebook not found")
+        status = run.statuses[min(run.polls, len(run.statuses) - 1)]
+        run.polls += 1
+        return _json({"status": status, "failureMessage": run.failure_message if status == "ERROR" else None})
+
+    def _kernel_output(self, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        run = self._pushed(body)
+        if run is None:
+            return _error(404, "Notebook not found")
+        base = f"http://{HOST}/kernel-output/{body['userName']}/{body['kernelSlug']}/"
+        files = [{"fileName": name, "url": f"{base}{name}?sig={self._signature}"} for name in run.outputs]
+        return _json({"files": files, "log": run.log, "nextPageToken": ""})
+
+    def _kernel_file(self, request: Request) -> tuple[int, dict[str, str], bytes]:
+        url = urlsplit(request.path)
+        _owner, slug, name = url.path.removeprefix("/kernel-output/").split("/", 2)
+        run = self.kernel_runs.get(slug)
+        if parse_qs(url.query).get("sig") != [self._signature] or run is None or name not in run.outputs:
+            return 403, {"Content-Type": "text/plain"}, b"bad signature"
+        return 200, {"Content-Type": "application/octet-stream"}, run.outputs[name]
 
 
 def _json(data: dict[str, Any], status: int = 200) -> tuple[int, dict[str, str], bytes]:
