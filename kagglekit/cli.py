@@ -12,10 +12,11 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
 
-from kagglekit import cli_kaggle
+from kagglekit import cli_kaggle, cli_predict
 from kagglekit.checks import CheckReport, check_submission
 from kagglekit.cli_kaggle_kernels import kaggle_app
 from kagglekit.competition import Competition
+from kagglekit.distributed import is_main_process
 from kagglekit.items import DataError
 from kagglekit.metrics import get_metric
 from kagglekit.recipe import RecipeError
@@ -115,6 +116,8 @@ def run(
         )  # fmt: skip
     except USER_ERRORS as error:
         _fail(error)
+    if not is_main_process():
+        return  # the other ranks helped train; rank 0 reports
     _print_result(result)
     if not result.check.ok:
         raise typer.Exit(1)
@@ -185,4 +188,5 @@ def check(
 app.command()(cli_kaggle.download)
 app.command()(cli_kaggle.submit)
 app.command()(cli_kaggle.submissions)
+app.command()(cli_predict.predict)
 app.add_typer(kaggle_app, name="kaggle")  # packs, notebooks and fan-out on Kaggle

@@ -16,6 +16,7 @@ import pandas as pd
 
 from kagglekit.checks import CheckReport, check_submission
 from kagglekit.competition import Competition
+from kagglekit.distributed import is_main_process, main_process_alone, main_process_first
 from kagglekit.files import atomic_write, write_json
 from kagglekit.images import prepare_images
 from kagglekit.items import Items, load_items, locate_data, vocabularies
@@ -175,7 +176,8 @@ def run(
     for member in recipe.members:  # fail before any training, not after the first member
         batch_transforms(member.aug, member.image_size)
     if sample:
-        sampled = ensure_sample(competition)
+        with main_process_first():  # rank 0 writes the sample, the other ranks find it
+            sampled = ensure_sample(competition)
         data, answers = sampled.data_dir, answers or sampled.answers
     data_dir = locate_data(competition, data)
 
@@ -187,16 +189,19 @@ def run(
         "recipe": recipe.to_dict(),
     }
     key = _config_key(config)
-    folder = _run_folder(runs_dir, competition, name or recipe.name, key, fresh)
-    record = RunRecord(folder, config={**config, "command": shlex.join(sys.argv)}, config_key=key)
+    with main_process_first():  # rank 0 creates the run folder; the other ranks resume that same folder
+        folder = _run_folder(runs_dir, competition, name or recipe.name, key, fresh and is_main_process())
+        record = RunRecord(folder, config={**config, "command": shlex.join(sys.argv)}, config_key=key)
+        record.save()
     result = RunResult(competition, folder, competition.metric)
     target = competition.target_task
 
     with record.step("load_items"):
         items = load_items(competition, data_dir)
         vocab = vocabularies(competition, items)
-        write_json(record.artifact("vocab", folder / "vocab.json"), vocab)
-    with record.step("prepare_images"):
+        if is_main_process():
+            write_json(record.artifact("vocab", folder / "vocab.json"), vocab)
+    with record.step("prepare_images"), main_process_first():  # rank 0 fills the DICOM cache
         prepared = prepare_images(competition, items, cache_root() / "images")
         items, undecodable = prepared.items, prepared.undecodable_test
         if len(items.skipped):
@@ -231,27 +236,32 @@ def run(
                 continue
             reused = False
             weights = None
-            if member.sampling != "none":
+            if member.sampling != "none" and is_main_process():  # DistributedDL uses rank 0's order
                 weights = sampling_weights(member, items.train, competition.tasks[target].column, previous_losses)
             with record.step(f"train:{label}"):
                 learn = train_member(
                     member, competition, items.train, is_valid, vocab, part_dir,
                     recipe.member_seed(member), recipe.num_workers, weights,
                 )  # fmt: skip
-            with record.step(f"tta:{label}"):
+            if not is_main_process():
+                continue  # the other ranks only help train; rank 0 predicts and writes
+            with record.step(f"tta:{label}"), main_process_alone():
                 valid = predict_member(learn, items.train[is_valid.to_numpy()], recipe.tta, label=f"{label} valid TTA")
                 test = predict_member(learn, items.test, recipe.tta, label=f"{label} test TTA")
                 valid.save(part_dir, "valid")
                 test.save(part_dir, "test")
                 clear_checkpoint(part_dir)
             if needs_losses:
-                plain = predict_member(learn, items.train, 0, label=f"{label} training losses")
+                with main_process_alone():
+                    plain = predict_member(learn, items.train, 0, label=f"{label} training losses")
                 truth = answers_for(items, plain.ids, competition)[competition.tasks[target].column]
                 losses = item_losses(plain.tasks[target], truth, plain.vocab[target], competition.tasks[target].kind)
                 previous_losses = pd.Series(losses, index=pd.Index(plain.ids, name="id"), name="loss")
                 atomic_write(losses_file, lambda t, f=previous_losses: f.to_csv(t))
             parts_valid.append(valid)
             parts_test.append(test)
+        if not is_main_process():
+            continue
         valid = parts_valid[0].concat(*parts_valid[1:])  # folds: their validation rows together are out-of-fold
         test = ensemble(parts_test)  # fold models averaged
         if len(parts_valid) > 1:
@@ -272,6 +282,8 @@ def run(
         valid_probs.append(valid)
         test_probs.append(test)
 
+    if not is_main_process():
+        return result
     with record.step("ensemble"):
         weights = [m.weight for m in recipe.members]
         valid_ensemble = ensemble(valid_probs, weights)

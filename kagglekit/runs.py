@@ -16,6 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from kagglekit.distributed import is_main_process
 from kagglekit.files import write_json
 
 PACKAGES = (
@@ -60,6 +61,8 @@ class RunRecord:
 
     def save(self) -> None:
         """Rewrite run.json, keeping entries other tools added (e.g. `kaggle` scores from `kagglekit submit`)."""
+        if not is_main_process():
+            return
         earlier = json.loads(self.path.read_text()) if self.path.is_file() else {}
         write_json(
             self.path,

@@ -34,6 +34,7 @@ from fastai.vision.learner import vision_learner
 from safetensors.torch import save_model as save_safetensors
 
 from kagglekit.competition import Competition
+from kagglekit.distributed import distributed, is_main_process
 from kagglekit.files import write_json
 from kagglekit.images import input_channels, open_grey16
 from kagglekit.recipe import Member, RecipeError, Stage
@@ -288,7 +289,7 @@ class EpochCheckpoint(Callback):
         self.folder, self.phase, self.earlier, self.start = folder, phase, earlier, start
 
     def after_epoch(self) -> None:
-        if self.epoch < self.start:  # an epoch skipped on resume
+        if self.epoch < self.start or not is_main_process():  # an epoch skipped on resume; another rank
             return
         save_model(self.folder / "checkpoint.pth", self.learn.model, self.learn.opt, with_opt=True)
         done = history(self.learn, self.phase, self.start)
@@ -352,31 +353,35 @@ def train_member(
     started = time.perf_counter()
     phases = schedule(member)
     current_stage = 0
-    for number, phase in enumerate(phases):
-        finished = number < done_phase or (number == done_phase and done_epoch + 1 >= phase.epochs)
-        if finished:
-            continue
-        if phase.stage != current_stage:
-            current_stage = phase.stage
-            dls = make_dataloaders(train, is_valid, heads, member, num_workers, channels, stages[phase.stage], weights)
-            learn.dls = dls
-        if phase.frozen:
-            learn.freeze()
-        else:
-            learn.unfreeze()
-        start = done_epoch + 1 if number == done_phase else 0
-        checkpointer = EpochCheckpoint(out_dir, number, earlier, start)
-        learn.fit_one_cycle(
-            phase.epochs,
-            phase.lr,
-            pct_start=phase.pct_start,
-            div=phase.div,
-            cbs=[*callbacks, checkpointer],
-            start_epoch=start,
-        )
-        earlier = earlier + history(learn, number, start)
+    with distributed(learn):  # data-parallel over all processes under accelerate/torchrun
+        for number, phase in enumerate(phases):
+            finished = number < done_phase or (number == done_phase and done_epoch + 1 >= phase.epochs)
+            if finished:
+                continue
+            if phase.stage != current_stage:
+                current_stage = phase.stage
+                dls = make_dataloaders(
+                    train, is_valid, heads, member, num_workers, channels, stages[phase.stage], weights
+                )
+                learn.dls = dls
+            if phase.frozen:
+                learn.freeze()
+            else:
+                learn.unfreeze()
+            start = done_epoch + 1 if number == done_phase else 0
+            checkpointer = EpochCheckpoint(out_dir, number, earlier, start)
+            learn.fit_one_cycle(
+                phase.epochs,
+                phase.lr,
+                pct_start=phase.pct_start,
+                div=phase.div,
+                cbs=[*callbacks, checkpointer],
+                start_epoch=start,
+            )
+            earlier = earlier + history(learn, number, start)
     seconds = time.perf_counter() - started
-    save_member(learn, member, heads, out_dir, earlier, seconds, channels, notes)
+    if is_main_process():
+        save_member(learn, member, heads, out_dir, earlier, seconds, channels, notes)
     return learn
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fastai.vision.augment import aug_transforms
+from fastai.vision.augment import RandomResizedCropGPU, aug_transforms
 
 Size = tuple[int, int]
 
@@ -22,7 +22,17 @@ PRESETS: dict[str, Callable[[Size], list]] = {
 
 
 def batch_transforms(preset: str, size: Size) -> list:
+    """The preset's batch transforms, with random crops at the target's aspect ratio.
+
+    fastai's aug_transforms crops squares: for a non-square size such as (288, 224) that stretches every
+    training crop and makes validation and test see a centre square stretched back. Cropping at the
+    target's aspect ratio leaves the validation view exactly the resized image.
+    """
     try:
-        return PRESETS[preset](size)
+        transforms = PRESETS[preset](size)
     except KeyError:
         raise KeyError(f"Unknown augmentation preset {preset!r}; known: {', '.join(PRESETS)}.") from None
+    for transform in transforms:
+        if isinstance(transform, RandomResizedCropGPU):
+            transform.ratio = (size[1] / size[0],) * 2
+    return transforms
