@@ -1,3 +1,7 @@
 """kagglekit's built-in competition plug-ins. Importing this package registers them."""
 
-from competitions import paddy  # noqa: F401
+from competitions import (
+    dogs,  # noqa: F401
+    paddy,  # noqa: F401
+    planet,  # noqa: F401
+)

@@ -35,19 +35,30 @@ def log_loss(truth: Sequence[str], probs: pd.DataFrame) -> float:
     return sk_log_loss(list(truth), probs.to_numpy(dtype=np.float64), labels=list(probs.columns))
 
 
-def f2_samples(truth: Sequence[set[str]], pred: Sequence[set[str]]) -> float:
-    """F2 per image averaged over images (sklearn average="samples"; the macro average is another number)."""
+def fbeta_samples(truth: Sequence[set[str]], pred: Sequence[set[str]], beta: float) -> float:
+    """F-beta per image averaged over images (sklearn average="samples"; the macro average is another number)."""
     binarizer = MultiLabelBinarizer()
     binarizer.fit([*truth, *pred])
     return fbeta_score(
-        binarizer.transform(truth), binarizer.transform(pred), beta=2, average="samples", zero_division=0
+        binarizer.transform(truth), binarizer.transform(pred), beta=beta, average="samples", zero_division=0
     )
+
+
+def f2_samples(truth: Sequence[set[str]], pred: Sequence[set[str]]) -> float:
+    """Recall weighs four times precision: missing a tag costs more than an extra one."""
+    return fbeta_samples(truth, pred, beta=2.0)
+
+
+def f1_samples(truth: Sequence[set[str]], pred: Sequence[set[str]]) -> float:
+    """Precision and recall weigh the same."""
+    return fbeta_samples(truth, pred, beta=1.0)
 
 
 METRICS: dict[str, Metric] = {
     "accuracy": Metric("accuracy", accuracy, greater_is_better=True),
     "log_loss": Metric("log_loss", log_loss, greater_is_better=False),
     "f2_samples": Metric("f2_samples", f2_samples, greater_is_better=True),
+    "f1_samples": Metric("f1_samples", f1_samples, greater_is_better=True),
 }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import numpy as np
@@ -37,7 +38,10 @@ def f2_per_image(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
 
 
 # Tunable competition metrics (names in kagglekit.metrics.METRICS) and their per-image count form.
-COUNT_METRICS: dict[str, CountMetric] = {"f2_samples": f2_per_image}
+COUNT_METRICS: dict[str, CountMetric] = {
+    "f2_samples": f2_per_image,
+    "f1_samples": partial(fbeta_per_image, beta=1.0),
+}
 
 
 @dataclass
@@ -115,6 +119,9 @@ def _nearest_best(scores: np.ndarray, candidates: np.ndarray, current: float) ->
     return int(ties[np.argmin(np.abs(candidates[ties] - current))])
 
 
+SIGNIFICANCE = 2.0  # per-tag thresholds are chosen only when they beat the global one by this many standard errors
+
+
 def tune_thresholds(
     probs: np.ndarray,
     truth: np.ndarray,
@@ -138,7 +145,8 @@ def tune_thresholds(
        against a prior worth `m = prior_positives` (default `min_positives`) pseudo-examples saying that it
        behaves like the average tag. A tag with 10 positives (and m = 10) can move at most half as far as the
        grid allows; one with 1,000 almost freely. A tag moves only when the score strictly improves, so the
-       per-tag score is never below the global one, and per-tag thresholds are chosen only when strictly better.
+       per-tag score is never below the global one, and per-tag thresholds are chosen only when they beat the
+       global one by more than `SIGNIFICANCE` paired standard errors of the gain (tuning noise otherwise).
 
     Both scores are measured on the images the thresholds were fit to, so both are optimistic, the per-tag one
     more so; `gain_se` (the paired standard error of its gain over images) says whether the gain is more than
@@ -204,13 +212,16 @@ def tune_thresholds(
         if not moved:
             break
     gain = metric(tp_image, fp_image, truth_per_image - tp_image) - global_per_image
+    gain_se = float(gain.std(ddof=1) / np.sqrt(n_images)) if n_images > 1 else 0.0
     return Thresholds(
         global_threshold=global_threshold,
         per_tag=per_tag,
         global_score=global_score,
         per_tag_score=score,
-        chosen="per_tag" if score > global_score + _TIE else "global",
-        gain_se=float(gain.std(ddof=1) / np.sqrt(n_images)) if n_images > 1 else 0.0,
+        # Per-tag thresholds fit the same rows they are scored on: trust them only when their gain is clearly
+        # more than noise (two paired standard errors), else the simpler global threshold generalises better.
+        chosen="per_tag" if score > global_score + max(_TIE, SIGNIFICANCE * gain_se) else "global",
+        gain_se=gain_se,
         classes=None if classes is None else list(classes),
         positives=positives.astype(np.int64),
     )
@@ -220,8 +231,6 @@ def tune_for_metric(
     metric: str, probs: np.ndarray, truth: np.ndarray, classes: Sequence[str] | None = None
 ) -> Thresholds:
     """Thresholds tuned for a competition metric by name (the per-image F-beta metrics of kagglekit.metrics)."""
-    betas = {"f2_samples": 2.0, "f1_samples": 1.0}
-    if metric not in betas:
-        raise ValueError(f"No threshold tuning for metric {metric!r}; known: {', '.join(betas)}.")
-    beta = betas[metric]
-    return tune_thresholds(probs, truth, metric=lambda tp, fp, fn: fbeta_per_image(tp, fp, fn, beta), classes=classes)
+    if metric not in COUNT_METRICS:
+        raise ValueError(f"No threshold tuning for metric {metric!r}; known: {', '.join(COUNT_METRICS)}.")
+    return tune_thresholds(probs, truth, metric=COUNT_METRICS[metric], classes=classes)
