@@ -25,7 +25,7 @@ from kagglekit.samples import write_sample
 from kagglekit.submission import SubmissionError
 
 app = typer.Typer(help="From 'joined the competition' to a validated Kaggle submission.", no_args_is_help=True)
-console = Console()
+console = Console(soft_wrap=True)  # messages stay on one line (greppable in logs); tables still fit the width
 
 USER_ERRORS = (DataError, RecipeError, SubmissionError, FileNotFoundError, KeyError)
 
@@ -57,12 +57,14 @@ def main(
 @app.command("list")
 def list_command() -> None:
     """List the competitions kagglekit knows, with their Kaggle slug, tasks and metric."""
-    table = Table("name", "Kaggle slug", "tasks", "metric", "submission", "recipes")
-    for name in list_competitions():
-        c = get_competition(name)
-        tasks = ", ".join(
-            f"{t} ({task.kind}-label{', target' if t == c.target_task else ''})" for t, task in c.tasks.items()
-        )
+    competitions = [get_competition(name) for name in list_competitions()]
+    table = Table("name")
+    table.add_column("Kaggle slug", min_width=max(len(c.slug) for c in competitions))  # never cut: it is typed
+    for column in ("tasks (* = submitted)", "metric", "submission", "recipes"):
+        table.add_column(column)
+    for c in competitions:
+        name = c.name
+        tasks = ", ".join(f"{t}{'*' if t == c.target_task else ''} ({task.kind}-label)" for t, task in c.tasks.items())
         recipes = ", ".join(sorted(p.stem for p in c.recipes_dir.glob("*.toml"))) if c.recipes_dir else ""
         table.add_row(name, c.slug, tasks, c.metric, c.submission.kind, recipes)
     console.print(table)

@@ -53,7 +53,7 @@ class NotebookParameters:
     """The notebook's parameters cell. Each value can be overridden by the environment variable KAGGLEKIT_<NAME>,
     which is how a test runs the notebook against local folders."""
 
-    competition: str = _parameter("paddy", "kagglekit's name of the competition, or its Kaggle slug")
+    competition: str = _parameter("", "kagglekit's name of the competition (`kagglekit list`), or its Kaggle slug")
     recipe: str = _parameter("gpu", "a recipe name of the competition, or a .toml path")
     recipe_toml: str = _parameter("", "the recipe's text; when set, it is run instead of RECIPE's file")
     wheels_dataset: str = _parameter(

@@ -96,7 +96,7 @@ def test_sample_flag_generates_the_sample_and_scores_against_its_answers(recipe,
 
 
 def test_bad_input_gets_a_message_not_a_traceback(tmp_path, recipe):
-    runner = CliRunner(env={"COLUMNS": "300"})
+    runner = CliRunner()
     result = runner.invoke(app, ["run", "paddy", "--data", str(tmp_path), "--recipe", str(recipe)])
     assert result.exit_code == 2
     assert "found no folder containing both train.csv" in result.output

@@ -54,10 +54,13 @@ def test_third_party_plugin_registers_through_entry_point(tmp_path, monkeypatch)
     assert get_competition("third-party-slug").name == "thirdparty"
 
 
-def test_list_command_shows_slug_tasks_and_metric():
+def test_list_command_shows_slug_tasks_and_metric(monkeypatch):
     from typer.testing import CliRunner
 
-    result = CliRunner().invoke(app, ["list"], env={"COLUMNS": "200"})
+    from kagglekit import cli
+
+    monkeypatch.setattr(cli.console, "width", 200)  # the console was sized when the module was imported
+    result = CliRunner().invoke(app, ["list"])
     assert result.exit_code == 0, result.output
     assert "paddy-disease-classification" in result.output
     assert "accuracy" in result.output
