@@ -32,10 +32,9 @@ from kagglekit.competition import Competition
 from kagglekit.files import write_json
 from kagglekit.items import DataError, locate_data
 from kagglekit.kaggle_auth import (
-    TOKEN_PAGE,
-    Credentials,
     CredentialsError,
     KaggleError,
+    client_errors,
     find_credentials,
     kaggle_client,
 )
@@ -49,7 +48,6 @@ log = logging.getLogger(__name__)
 DEFAULT_DEST = Path("data")  # downloads land in data/<slug>/, like /kaggle/input/<slug>/ in a notebook
 MANIFEST = ".kagglekit-download.json"
 SIDECAR_SUFFIX = ".kaggle.json"
-RULES_URL = "https://www.kaggle.com/competitions/{slug}/rules"
 LIST_PAGE_SIZE = 50  # Kaggle lists newest first; one page covers the submissions still being scored
 _ABSOLUTE = re.compile(r"^([\\/]|[A-Za-z]:)")
 
@@ -66,32 +64,6 @@ def _size(n: float) -> str:
         if n < 1024:
             return f"{n:.1f} {unit}"
     return f"{n / 1024:.1f} GB"
-
-
-@contextmanager
-def _kaggle_errors(slug: str, credentials: Credentials) -> Iterator[None]:
-    """Turn the client's HTTP errors into messages that say what to do."""
-    from requests import HTTPError, RequestException
-
-    try:
-        yield
-    except HTTPError as error:
-        status = error.response.status_code if error.response is not None else None
-        if status == 401:
-            raise KaggleError(
-                f"Kaggle rejected the credentials from {credentials.source} ({error}). "
-                f"Create a new API token at {TOKEN_PAGE}."
-            ) from error
-        if status == 403:
-            raise KaggleError(
-                f"Kaggle refused access to '{slug}' ({error}). Accept the competition's rules at "
-                f"{RULES_URL.format(slug=slug)} (the API cannot accept them for you), then try again."
-            ) from error
-        if status == 404:
-            raise KaggleError(f"Kaggle has no competition '{slug}' ({error}); check the slug in its URL.") from error
-        raise KaggleError(f"Kaggle answered {status}: {error}") from error
-    except RequestException as error:
-        raise KaggleError(f"Could not reach Kaggle: {error}") from error
 
 
 def _progress(console: Console | None) -> Progress:
@@ -264,7 +236,7 @@ def download(competition: str, dest: Path = DEFAULT_DEST, console: Console | Non
     archive = dest / f"{slug}.zip"
     credentials = find_credentials()
     api = kaggle_client(credentials)
-    with _kaggle_errors(slug, credentials):
+    with client_errors(f"download '{slug}'", credentials, competition=slug):
         _fetch(api, slug, archive, console)
     _extract(archive, target, slug, console)
     archive.unlink()
@@ -430,7 +402,7 @@ def submit(
     credentials = find_credentials()
     api = kaggle_client(credentials)
     run_json = _runs_by_submission(spec, runs_dir).get(file.resolve())
-    with _kaggle_errors(spec.slug, credentials):
+    with client_errors(f"reach '{spec.slug}'", credentials, competition=spec.slug):
         response = api.competition_submit(str(file), message, spec.slug, quiet=True)
         if response.message == api.COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE:
             raise KaggleError(f"Uploading {file} to Kaggle failed; try again.")
@@ -476,7 +448,7 @@ def submissions(
         log.info("No Kaggle credentials: showing the status saved when each file was last checked.")
         return rows
     api = kaggle_client(credentials)
-    with _kaggle_errors(spec.slug, credentials):
+    with client_errors(f"reach '{spec.slug}'", credentials, competition=spec.slug):
         listed = _listed(api, spec.slug)
     for row in rows:
         if row.kaggle is not None and row.kaggle.ref in listed and _apply(row.kaggle, listed[row.kaggle.ref]):

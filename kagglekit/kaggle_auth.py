@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -166,3 +167,39 @@ def kaggle_client(credentials: Credentials | None = None) -> KaggleApi:
                 f"Kaggle no longer accepts the login in {credentials.source}; run `kaggle auth login` again."
             ) from None
     return api
+
+
+RULES_URL = "https://www.kaggle.com/competitions/{slug}/rules"
+
+
+@contextlib.contextmanager
+def client_errors(what: str, credentials: Credentials, competition: str | None = None) -> Iterator[None]:
+    """Turn the client's errors (HTTP failures, its own ValueError checks) into a `KaggleError` saying what to do.
+
+    With `competition` (a slug), a 403 means its rules were not accepted and a 404 a wrong slug.
+    """
+    from requests import HTTPError, RequestException
+
+    try:
+        yield
+    except HTTPError as error:
+        status = error.response.status_code if error.response is not None else None
+        if status == 401:
+            raise KaggleError(
+                f"Kaggle rejected the credentials from {credentials.source} ({error}). "
+                f"Create a new API token at {TOKEN_PAGE}."
+            ) from error
+        if competition and status == 403:
+            raise KaggleError(
+                f"Kaggle refused access to '{competition}' ({error}). Accept the competition's rules at "
+                f"{RULES_URL.format(slug=competition)} (the API cannot accept them for you), then try again."
+            ) from error
+        if competition and status == 404:
+            raise KaggleError(
+                f"Kaggle has no competition '{competition}' ({error}); check the slug in its URL."
+            ) from error
+        raise KaggleError(f"Could not {what}: Kaggle answered {status}: {error}") from error
+    except RequestException as error:
+        raise KaggleError(f"Could not reach Kaggle to {what}: {error}") from error
+    except ValueError as error:
+        raise KaggleError(f"Could not {what}: {error}") from error

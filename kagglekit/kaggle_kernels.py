@@ -27,8 +27,8 @@ from rich.console import Console
 from kagglekit.checks import CheckReport, check_submission
 from kagglekit.files import write_json
 from kagglekit.items import locate_data
-from kagglekit.kaggle_auth import Credentials, KaggleError, find_credentials, kaggle_client
-from kagglekit.kaggle_packs import WEIGHTS_SLUG, WHEELS_SLUG, client_errors, owner_of
+from kagglekit.kaggle_auth import Credentials, KaggleError, client_errors, find_credentials, kaggle_client
+from kagglekit.kaggle_packs import WEIGHTS_SLUG, WHEELS_SLUG, owner_of
 from kagglekit.probabilities import Probabilities, ensemble
 from kagglekit.recipe import Recipe, load_recipe
 from kagglekit.registry import get_competition

@@ -15,8 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,10 +23,10 @@ from urllib.parse import urlsplit
 
 from kagglekit.files import atomic_write, write_json
 from kagglekit.kaggle_auth import (
-    TOKEN_PAGE,
     Credentials,
     CredentialsError,
     KaggleError,
+    client_errors,
     find_credentials,
     kaggle_client,
 )
@@ -53,27 +52,6 @@ KAGGLE_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_28_x86_64")
 NEVER_PACKED = {"torch", "torchvision", "torchaudio"}  # the image's CUDA builds must stay
 _BUILD_IGNORED = (".git", ".venv", "venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "runs", "data")
 _DATASET_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{4,48}[a-z0-9]$")
-
-
-@contextmanager
-def client_errors(what: str, credentials: Credentials) -> Iterator[None]:
-    """Turn the client's errors (HTTP failures, its own ValueError checks of metadata) into a `KaggleError`."""
-    from requests import HTTPError, RequestException
-
-    try:
-        yield
-    except HTTPError as error:
-        status = error.response.status_code if error.response is not None else None
-        if status == 401:
-            raise KaggleError(
-                f"Kaggle rejected the credentials from {credentials.source} ({error}). "
-                f"Create a new API token at {TOKEN_PAGE}."
-            ) from error
-        raise KaggleError(f"Could not {what}: Kaggle answered {status}: {error}") from error
-    except RequestException as error:
-        raise KaggleError(f"Could not reach Kaggle to {what}: {error}") from error
-    except ValueError as error:
-        raise KaggleError(f"Could not {what}: {error}") from error
 
 
 def owner_of(owner: str | None, credentials: Credentials | None = None) -> str:

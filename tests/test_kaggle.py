@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import stat
 import sys
 import types
@@ -29,6 +28,8 @@ from kagglekit.items import locate_data
 from kagglekit.kaggle_api import MANIFEST, SubmissionRefused, download, sidecar_path, submissions, submit
 from kagglekit.kaggle_auth import CredentialsError, KaggleError, find_credentials
 from kagglekit.registry import get_competition
+
+pytestmark = pytest.mark.usefixtures("loopback_only")  # no test reaches beyond this machine
 
 USER = "kk-user"
 KEY = "kk-secret-5f3a9c0e71"  # a fake key: the tests check it never leaves the HTTP Authorization header
@@ -56,19 +57,6 @@ def _zip(files: dict[str, str | bytes], links: dict[str, str] | None = None) -> 
             info.external_attr = (stat.S_IFLNK | 0o777) << 16
             archive.writestr(info, target)
     return buffer.getvalue()
-
-
-@pytest.fixture(autouse=True)
-def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Behind the proxy settings, a second guard: any connection beyond this machine fails the test."""
-    connect = socket.socket.connect
-
-    def guarded(sock: socket.socket, address: object) -> None:
-        if sock.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in ("127.0.0.1", "::1"):  # type: ignore[index]
-            raise AssertionError(f"a test tried to reach {address}")
-        connect(sock, address)
-
-    monkeypatch.setattr(socket.socket, "connect", guarded)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import io
 import json
 import os
 import shlex
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,8 @@ from kagglekit.registry import get_competition
 from kagglekit.samples import write_sample
 from kagglekit.training import weights_file
 
+pytestmark = pytest.mark.usefixtures("loopback_only")  # no test reaches beyond this machine
+
 USER = "kk-user"
 KEY = "kk-secret-0c9d4e7a21"  # a fake key: it must never reach a file kagglekit writes
 SLUG = "paddy-disease-classification"
@@ -60,19 +61,6 @@ name = "second"
 arch = "resnet10t"
 resize = "crop"
 """
-
-
-@pytest.fixture(autouse=True)
-def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Any connection beyond this machine fails the test."""
-    connect = socket.socket.connect
-
-    def guarded(sock: socket.socket, address: object) -> None:
-        if sock.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in ("127.0.0.1", "::1"):  # type: ignore[index]
-            raise AssertionError(f"a test tried to reach {address}")
-        connect(sock, address)
-
-    monkeypatch.setattr(socket.socket, "connect", guarded)
 
 
 @pytest.fixture
