@@ -4,4 +4,6 @@ from competitions import (
     dogs,  # noqa: F401
     paddy,  # noqa: F401
     planet,  # noqa: F401
+    siim,  # noqa: F401
+    xray,  # noqa: F401
 )

@@ -128,7 +128,7 @@ class Recipe:
     split: Literal["random", "stratified"] = "stratified"
     seed: int = 42
     tta: int = 4  # augmented passes averaged with the plain pass
-    num_workers: int | None = None  # data-loading processes; None: fastai's default
+    num_workers: int | None = None  # data-loading processes; None: fastai's default on CUDA, 0 on the CPU
     ensemble_weights: Literal["recipe", "tuned"] = "recipe"  # tuned: fit to the honest validation rows
     source: str = ""
 
