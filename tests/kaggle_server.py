@@ -21,15 +21,24 @@ each file through `blobs.BlobApiService/StartBlobUpload` and a PUT to the signed
 from __future__ import annotations
 
 import base64
+import contextlib
+import io
 import json
+import os
 import secrets
+import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
+
+if TYPE_CHECKING:
+    import pytest
 
 HOST = "localhost"  # the host of KaggleEnv.LOCAL's endpoint
 SERVICE = "/api/v1/competitions.CompetitionApiService/"
@@ -328,6 +337,32 @@ class KaggleStandIn:
         if parse_qs(url.query).get("sig") != [self._signature] or run is None or name not in run.outputs:
             return 403, {"Content-Type": "text/plain"}, b"bad signature"
         return 200, {"Content-Type": "application/octet-stream"}, run.outputs[name]
+
+
+@contextlib.contextmanager
+def kaggle_stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **stand_in: Any) -> Iterator[KaggleStandIn]:
+    """A running stand-in with the real client pointed at it; HOME, working folder, temp folder and environment
+    are the test's own, with the stand-in's credentials in KAGGLE_USERNAME/KAGGLE_KEY. Nothing may be refused."""
+    for name in list(os.environ):
+        if name.startswith("KAGGLE_") or name.lower() in ("no_proxy", "xdg_config_home", "columns"):
+            monkeypatch.delenv(name)
+    (tmp_path / "home").mkdir()
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # the client keeps upload state there
+    monkeypatch.chdir(tmp_path)
+    with KaggleStandIn(**stand_in) as server:
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+            monkeypatch.setenv(name, server.proxy)
+        monkeypatch.setenv("KAGGLE_API_ENVIRONMENT", "LOCALHOST")
+        monkeypatch.setenv("KAGGLE_USERNAME", server.username)
+        monkeypatch.setenv("KAGGLE_KEY", server.key)
+        with contextlib.redirect_stdout(io.StringIO()):  # `import kaggle` authenticates and reports it
+            from kaggle.api.kaggle_api_extended import KaggleApi
+        # The client reads KAGGLE_API_ENVIRONMENT once, when first imported, into this class attribute.
+        monkeypatch.setattr(KaggleApi, "args", ["--local"])
+        yield server
+    assert server.refused == []
 
 
 def _json(data: dict[str, Any], status: int = 200) -> tuple[int, dict[str, str], bytes]:

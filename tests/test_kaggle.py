@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import io
 import json
 import logging
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import typer
-from kaggle_server import RULES_MESSAGE, KaggleStandIn, Scoring
+from kaggle_server import RULES_MESSAGE, KaggleStandIn, Scoring, kaggle_stand_in
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -63,24 +62,10 @@ def _zip(files: dict[str, str | bytes], links: dict[str, str] | None = None) -> 
 def kaggle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KaggleStandIn]:
     """The stand-in Kaggle, with the paddy data; HOME, the working folder and the environment are the test's own,
     with the stand-in's credentials in KAGGLE_USERNAME/KAGGLE_KEY."""
-    for name in list(os.environ):
-        if name.startswith("KAGGLE_") or name.lower() in ("no_proxy", "xdg_config_home", "columns"):
-            monkeypatch.delenv(name)
-    (tmp_path / "home").mkdir()
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.chdir(tmp_path)
-    with KaggleStandIn(username=USER, key=KEY, token=TOKEN, competitions={SLUG: _zip(DATA)}) as server:
-        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-            monkeypatch.setenv(name, server.proxy)
-        monkeypatch.setenv("KAGGLE_API_ENVIRONMENT", "LOCALHOST")
-        monkeypatch.setenv("KAGGLE_USERNAME", USER)
-        monkeypatch.setenv("KAGGLE_KEY", KEY)
-        with contextlib.redirect_stdout(io.StringIO()):  # `import kaggle` authenticates and reports it
-            from kaggle.api.kaggle_api_extended import KaggleApi
-        # The client reads KAGGLE_API_ENVIRONMENT once, when first imported, into this class attribute.
-        monkeypatch.setattr(KaggleApi, "args", ["--local"])
+    with kaggle_stand_in(
+        tmp_path, monkeypatch, username=USER, key=KEY, token=TOKEN, competitions={SLUG: _zip(DATA)}
+    ) as server:
         yield server
-    assert server.refused == []
 
 
 @pytest.fixture

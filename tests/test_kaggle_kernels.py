@@ -3,8 +3,6 @@ and the offline notebook executed top to bottom in a faked Kaggle notebook envir
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import shlex
@@ -19,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import typer
-from kaggle_server import KERNELS, Dataset, KaggleStandIn, KernelRun
+from kaggle_server import KERNELS, Dataset, KaggleStandIn, KernelRun, kaggle_stand_in
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -67,25 +65,8 @@ resize = "crop"
 def kaggle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KaggleStandIn]:
     """The stand-in Kaggle with the paddy competition; HOME, working folder, temp folder and environment are the
     test's own, with the stand-in's credentials in KAGGLE_USERNAME/KAGGLE_KEY."""
-    for name in list(os.environ):
-        if name.startswith("KAGGLE_") or name.lower() in ("no_proxy", "xdg_config_home", "columns"):
-            monkeypatch.delenv(name)
-    (tmp_path / "home").mkdir()
-    (tmp_path / "tmp").mkdir()
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # the client keeps upload state there
-    monkeypatch.chdir(tmp_path)
-    with KaggleStandIn(username=USER, key=KEY, competitions={SLUG: b""}) as server:
-        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-            monkeypatch.setenv(name, server.proxy)
-        monkeypatch.setenv("KAGGLE_API_ENVIRONMENT", "LOCALHOST")
-        monkeypatch.setenv("KAGGLE_USERNAME", USER)
-        monkeypatch.setenv("KAGGLE_KEY", KEY)
-        with contextlib.redirect_stdout(io.StringIO()):  # `import kaggle` authenticates and reports it
-            from kaggle.api.kaggle_api_extended import KaggleApi
-        monkeypatch.setattr(KaggleApi, "args", ["--local"])  # read from KAGGLE_API_ENVIRONMENT at first import
+    with kaggle_stand_in(tmp_path, monkeypatch, username=USER, key=KEY, competitions={SLUG: b""}) as server:
         yield server
-    assert server.refused == []
 
 
 @pytest.fixture
