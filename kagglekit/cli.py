@@ -7,27 +7,22 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
 
 from kagglekit import cli_kaggle, cli_predict
-from kagglekit.checks import CheckReport, check_submission
+from kagglekit.checks import check_submission
+from kagglekit.cli_common import USER_ERRORS, console, fail, print_check
 from kagglekit.cli_kaggle_kernels import kaggle_app
 from kagglekit.competition import Competition
 from kagglekit.distributed import is_main_process
 from kagglekit.items import DataError
 from kagglekit.metrics import get_metric
-from kagglekit.recipe import RecipeError
 from kagglekit.registry import get_competition, list_competitions
 from kagglekit.samples import write_sample
-from kagglekit.submission import SubmissionError
 
 app = typer.Typer(help="From 'joined the competition' to a validated Kaggle submission.", no_args_is_help=True)
-console = Console(soft_wrap=True)  # messages stay on one line (greppable in logs); tables still fit the width
-
-USER_ERRORS = (DataError, RecipeError, SubmissionError, FileNotFoundError, KeyError)
 
 
 def _competition(name: str) -> Competition:
@@ -35,12 +30,6 @@ def _competition(name: str) -> Competition:
         return get_competition(name)
     except KeyError as error:
         raise typer.BadParameter(str(error.args[0])) from None
-
-
-def _fail(error: Exception) -> None:
-    message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
-    console.print(f"[bold red]error:[/] {escape(str(message))}")
-    raise typer.Exit(2)
 
 
 @app.callback()
@@ -110,14 +99,14 @@ def run(
     from kagglekit.pipeline import run as run_pipeline
 
     if sample and data:
-        _fail(DataError("Give either --sample or --data, not both."))
+        fail(DataError("Give either --sample or --data, not both."))
     try:
         result = run_pipeline(
             _competition(competition), recipe, data=data, sample=sample, answers=answers,
             runs_dir=runs, submissions_dir=submissions, name=name, fresh=fresh,
         )  # fmt: skip
     except USER_ERRORS as error:
-        _fail(error)
+        fail(error)
     if not is_main_process():
         return  # the other ranks helped train; rank 0 reports
     _print_result(result)
@@ -147,27 +136,10 @@ def _print_result(result) -> None:
         )
     for note in result.notes:
         console.print(f"[yellow]note:[/] {escape(note)}")
-    _print_check(result.check)
+    print_check(result.check)
     console.print(f"Submission: [bold]{result.submission}[/]\nRun record: {result.folder / 'run.json'}")
     if result.test_score is not None:
         console.print(f"Test {metric.name} against the hidden answers: [bold]{result.test_score:.4f}[/]")
-
-
-def _print_check(report: CheckReport) -> None:
-    for error in report.errors:
-        console.print(f"[bold red]✗[/] {report.path.name}: {escape(error)}")
-    for warning in report.warnings:
-        console.print(f"[yellow]![/] {report.path.name}: {escape(warning)}")
-    if report.comparisons:
-        table = Table("compared with", "common ids", "agreement", "class shift (TV)", "largest changes")
-        for c in report.comparisons:
-            changes = ", ".join(f"{cls} {old:.0%}→{new:.0%}" for cls, old, new in c.largest_changes)
-            agreement = "-" if c.agreement is None else f"{c.agreement:.1%}"
-            shift = "-" if c.shift is None else f"{c.shift:.3f}"
-            table.add_row(c.prior.name, str(c.common), agreement, shift, changes)
-        console.print(table)
-    if report.ok:
-        console.print(f"[green]✓[/] {report.path.name} passed the submission checks")
 
 
 @app.command()
@@ -179,9 +151,9 @@ def check(
 ) -> None:
     """Validate a submission (columns, ids, rows, values) and compare it with earlier submissions."""
     if not file.is_file():
-        _fail(FileNotFoundError(f"{file}: no such file."))
+        fail(FileNotFoundError(f"{file}: no such file."))
     report = check_submission(file, _competition(competition), sample_submission, against=against or [])
-    _print_check(report)
+    print_check(report)
     if not report.ok:
         raise typer.Exit(1)
 

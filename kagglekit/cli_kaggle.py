@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from kagglekit import kaggle_api
-from kagglekit.items import DataError
-from kagglekit.kaggle_auth import KaggleError
-
-console = Console()  # its own, not kagglekit.cli's: cli imports this module
-
-USER_ERRORS = (KaggleError, DataError, FileNotFoundError, KeyError)
-
-
-def _fail(error: Exception) -> NoReturn:
-    message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
-    console.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(2)
+from kagglekit.cli_common import USER_ERRORS, console, fail
 
 
 def download(
@@ -34,7 +22,7 @@ def download(
     try:
         folder = kaggle_api.download(competition, dest, console=console)
     except USER_ERRORS as error:
-        _fail(error)
+        fail(error)
     console.print(f"Competition files: [bold]{folder}[/] (use with `--data {folder}`)")
 
 
@@ -66,7 +54,7 @@ def submit(
         console.print("[bold red]error:[/] not submitted. Fix the file, or pass --force to submit anyway.")
         raise typer.Exit(2) from None
     except USER_ERRORS as error:
-        _fail(error)
+        fail(error)
     for problem in result.check.errors:
         console.print(f"[bold red]✗[/] {file.name}: {problem} (submitted anyway: --force)")
     for warning in result.check.warnings:
@@ -95,7 +83,7 @@ def submissions(
     try:
         rows = kaggle_api.submissions(competition, folder, runs)
     except USER_ERRORS as error:
-        _fail(error)
+        fail(error)
     table = Table("file", "run", "status", "public", "private", "message / Kaggle's error")
     for row in rows:
         run = row.run.name if row.run else ""

@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from kagglekit import kaggle_kernels, kaggle_packs
-from kagglekit.items import DataError
-from kagglekit.kaggle_auth import KaggleError
-from kagglekit.recipe import RecipeError
+from kagglekit.cli_common import USER_ERRORS, console, fail, print_check
 from kagglekit.registry import get_competition
-from kagglekit.submission import SubmissionError
 
 kaggle_app = typer.Typer(
     help="Run on Kaggle: offline packs (wheels, weights) as private datasets, notebooks, fan-out.",
     no_args_is_help=True,
 )
-console = Console()
 
-USER_ERRORS = (KaggleError, DataError, RecipeError, SubmissionError, FileNotFoundError, KeyError)
 
 DatasetOption = Annotated[
     str | None, typer.Option("--dataset", help="Kaggle dataset id OWNER/SLUG or SLUG (default: your username).")
@@ -36,12 +30,6 @@ WeightsOption = Annotated[
     str | None,
     typer.Option(help="Weights dataset OWNER/SLUG to attach (default: OWNER/kagglekit-weights if pretrained)."),
 ]
-
-
-def _fail(error: Exception) -> NoReturn:
-    message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
-    console.print(f"[bold red]error:[/] {escape(str(message))}")
-    raise typer.Exit(2)
 
 
 def _show(pack: kaggle_packs.Pack, push: bool) -> None:
@@ -73,7 +61,7 @@ def pack_wheels(
         )  # fmt: skip
         _show(pack, push)
     except USER_ERRORS as error:
-        _fail(error)
+        fail(error)
 
 
 @kaggle_app.command("pack-weights")
@@ -95,7 +83,7 @@ def pack_weights(
     try:
         _show(kaggle_packs.pack_weights(archs, dest, dataset, files=weights_from), push)
     except USER_ERRORS as error:
-        _fail(error)
+        fail(error)
 
 
 @kaggle_app.command("push-kernel")
@@ -122,7 +110,7 @@ def push_kernel(
             kernel = kaggle_kernels.push_kernel(folder)
             console.print(f"[green]✓[/] Pushed {kernel.ref} version {kernel.version}: {kernel.url}")
     except USER_ERRORS as error:
-        _fail(error)
+        fail(error)
 
 
 @kaggle_app.command()
@@ -148,11 +136,8 @@ def fanout(
             console=console,
         )  # fmt: skip
     except USER_ERRORS as error:
-        _fail(error)
-    for problem in result.check.errors:
-        console.print(f"[bold red]✗[/] {result.submission.name}: {escape(problem)}")
-    for warning in result.check.warnings:
-        console.print(f"[yellow]![/] {result.submission.name}: {escape(warning)}")
+        fail(error)
+    print_check(result.check)
     for note in result.notes:
         console.print(f"[yellow]note:[/] {escape(note)}")
     console.print(f"Submission: [bold]{result.submission}[/]\nRun record: {result.folder / 'run.json'}")
