@@ -1,6 +1,6 @@
 """kagglekit's built-in competition plug-ins. Importing this package registers them."""
 
-from competitions import (
+from kagglekit.competitions import (
     dogs,  # noqa: F401
     paddy,  # noqa: F401
     planet,  # noqa: F401

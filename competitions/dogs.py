@@ -9,7 +9,7 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 
 from kagglekit import Competition, SampleSpec, Submission, Task, register
-from kagglekit.samples import jitter, spots, textured
+from kagglekit.samples.draw import jitter, spots, textured
 
 # The real labels.csv, when this checkout sits beside the shared data: the sample then uses real (id, breed) pairs.
 REAL_LABELS = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "dogs" / "labels.csv"

@@ -7,7 +7,7 @@ import pandas as pd
 from PIL import Image
 
 from kagglekit import Competition, SampleSpec, Submission, Task, register
-from kagglekit.samples import jitter, spots, textured, tint
+from kagglekit.samples.draw import jitter, spots, textured, tint
 
 LABELS = {  # real training counts, used to keep the sample's imbalance realistic
     "normal": 1764, "blast": 1738, "hispa": 1594, "dead_heart": 1442, "tungro": 1088, "brown_spot": 965,

@@ -7,7 +7,7 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 
 from kagglekit import Competition, SampleSpec, Submission, Task, register
-from kagglekit.samples import jitter, spots, textured, tint
+from kagglekit.samples.draw import jitter, spots, textured, tint
 
 TAGS = {  # approximate real counts in train_v2.csv (40,479 images), used to keep the sample's frequencies real
     "primary": 37513, "clear": 28431, "agriculture": 12315, "road": 8071, "water": 7411, "partly_cloudy": 7261,

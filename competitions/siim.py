@@ -18,7 +18,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit, RLELossless
 
 from kagglekit import Competition, SampleSpec, Submission, Task, register
-from kagglekit.samples import Radiograph, dicom_image, dicom_style
+from kagglekit.samples.radiograph import Radiograph, dicom_image, dicom_style
 
 LABELS = ("No Pneumothorax", "Pneumothorax")
 POSITIVE_SHARE = 0.35  # the sample's (invented) prevalence

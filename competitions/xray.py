@@ -16,7 +16,7 @@ from pydicom.uid import JPEG2000Lossless, RLELossless, generate_uid
 
 from kagglekit import Competition, SampleSpec, Submission, Task, register
 from kagglekit.competition import DicomIndex
-from kagglekit.samples import Radiograph, dicom_image, dicom_style
+from kagglekit.samples.radiograph import Radiograph, dicom_image, dicom_style
 
 BODY_PARTS = (
     "Abdomen", "Ankle", "CervicalSpine", "Chest", "Clavicles", "Elbow", "Feet", "Finger", "Forearm", "Hand", "Hip",

@@ -1,45 +1,44 @@
 """kagglekit: from "joined the competition" to a validated submission for Kaggle image competitions.
 
-The layers, each usable on its own from a notebook:
-`locate_data` -> `load_items` -> `make_splits` -> `train_member` -> `predict_member` -> `ensemble`
--> `to_submission` / `write_submission` -> `check_submission`; `run` composes them.
+The notebook API. The whole job is `run`; its stages, each usable on its own:
+`locate_data` -> `prepare_data` -> `fit_member` / `fit_members` -> `ensemble_members` -> `write_and_check`,
+and below them the steps they are made of (`load_items`, `make_splits`, `train_member`, `predict_member`,
+`mean_probabilities`, `to_submission`, `check_submission`, ...).
 
-The training layers import torch and fastai, which takes seconds; they load on first use so that
-`kagglekit check` and `kagglekit list` answer at once.
+Every name is imported on first use: `import kagglekit` is instant, and torch and fastai load only when a model
+is built.
 """
 
-from importlib import import_module
-
-from kagglekit.checks import CheckReport, check_submission, compare_submissions
-from kagglekit.competition import Competition, Submission, Task
-from kagglekit.items import DataError, Items, load_items, locate_data, vocabularies
-from kagglekit.metrics import METRICS, get_metric
-from kagglekit.probabilities import Probabilities, ensemble
-from kagglekit.recipe import Member, Recipe, RecipeError, load_recipe
-from kagglekit.registry import get_competition, list_competitions, register
-from kagglekit.samples import SampleSpec, ensure_sample, write_sample
-from kagglekit.splits import make_folds, make_splits
-from kagglekit.submission import score_submission, to_submission, write_submission
+from kagglekit._lazy import attach
 
 __version__ = "0.1.0"
 
-_LAZY = {
-    "train_member": "kagglekit.training",
-    "predict_member": "kagglekit.prediction",
-    "run": "kagglekit.pipeline",
-}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'kagglekit' has no attribute {name!r}")
-
-
-__all__ = [
-    "METRICS", "CheckReport", "Competition", "DataError", "Items", "Member", "Probabilities", "Recipe",
-    "RecipeError", "SampleSpec", "Submission", "Task", "check_submission", "compare_submissions", "ensemble",
-    "ensure_sample", "get_competition", "get_metric", "list_competitions", "load_items", "load_recipe",
-    "locate_data", "make_folds", "make_splits", "predict_member", "register", "run", "score_submission",
-    "to_submission", "train_member", "vocabularies", "write_sample", "write_submission",
-]  # fmt: skip
+__getattr__, __dir__, __all__ = attach(__name__, {
+    # plug-ins and recipes
+    "Competition": ".competition", "DicomIndex": ".competition", "SampleSpec": ".competition",
+    "Submission": ".competition", "Task": ".competition",
+    "get_competition": ".registry", "list_competitions": ".registry", "register": ".registry",
+    "Member": ".recipe", "Recipe": ".recipe", "load_recipe": ".recipe", "parse_recipe": ".recipe",
+    # errors
+    "CredentialsError": ".errors", "DataError": ".errors", "DicomReadError": ".errors", "KaggleError": ".errors",
+    "KagglekitError": ".errors", "PluginError": ".errors", "RecipeError": ".errors", "SubmissionError": ".errors",
+    # the stages and the whole job
+    "Data": ".pipeline.data", "prepare_data": ".pipeline.data",
+    "MemberOutput": ".pipeline.members", "fit_member": ".pipeline.members", "fit_members": ".pipeline.members",
+    "EnsembleOutput": ".pipeline.combine", "ensemble_members": ".pipeline.combine",
+    "SubmissionOutput": ".pipeline.write", "write_and_check": ".pipeline.write",
+    "RunResult": ".pipeline.job", "run": ".pipeline.job",
+    # the steps below them
+    "Items": ".data.items", "load_items": ".data.items", "vocabularies": ".data.items",
+    "locate_data": ".data.locate",
+    "make_folds": ".data.splits", "make_splits": ".data.splits", "member_splits": ".data.splits",
+    "train_member": ".train.member",
+    "predict_member": ".predict.tta", "load_member": ".predict.export", "predict_run": ".predict.export",
+    "Probabilities": ".ensemble.probabilities", "mean_probabilities": ".ensemble.combine",
+    "METRICS": ".submission.metrics", "get_metric": ".submission.metrics",
+    "score_submission": ".submission.build", "to_submission": ".submission.build",
+    "write_submission": ".submission.build",
+    "CheckReport": ".submission.checks", "check_submission": ".submission.checks",
+    "compare_submissions": ".submission.checks",
+    "ensure_sample": ".samples.writer", "write_sample": ".samples.writer",
+})  # fmt: skip

@@ -6,6 +6,7 @@ per member. Unknown keys are errors, so a typo never silently falls back to a de
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -16,11 +17,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from kagglekit.errors import RecipeError
+
 ResizeMethod = Literal["squish", "crop", "pad"]
-
-
-class RecipeError(ValueError):
-    """A recipe file is invalid; the message names the file, the member and the key."""
+AUGMENTATIONS = ("none", "flip", "default", "overhead")  # the presets of kagglekit.train.augment
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,10 @@ class Member:
                 f"member {self.name!r}: batch_size {self.batch_size} (the effective batch size) is not "
                 f"divisible by accum {self.accum}; each step would see a different number of images. "
                 f"Use e.g. batch_size = {self.batch_size // self.accum * self.accum or self.accum}."
+            )
+        if self.aug not in AUGMENTATIONS:
+            raise RecipeError(
+                f"member {self.name!r}: unknown augmentation preset {self.aug!r}; known: {', '.join(AUGMENTATIONS)}."
             )
         if self.resize not in ("squish", "crop", "pad"):
             raise RecipeError(f"member {self.name!r}: resize must be squish, crop or pad, got {self.resize!r}.")
@@ -189,9 +193,47 @@ def parse_recipe(data: dict[str, Any], name: str, source: str = "<recipe>") -> R
 
 
 def load_recipe(path: Path) -> Recipe:
+    """Read and validate a recipe file; any problem is a `RecipeError` naming the file (and member and key)."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text())
+    except OSError as error:
+        raise RecipeError(f"{path}: cannot be read ({error.strerror}).") from None
     except tomllib.TOMLDecodeError as error:
         raise RecipeError(f"{path}: not valid TOML ({error}).") from error
     return parse_recipe(data, name=path.stem, source=str(path))
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # JSON's escapes are valid in TOML basic strings
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def dump_toml(data: dict[str, Any]) -> str:
+    """A recipe as TOML: scalars, then tables, then arrays of tables (the shapes recipes use; no TOML writer is
+    among kagglekit's dependencies)."""
+
+    def is_tables(value: Any) -> bool:
+        return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+    def body(table: dict[str, Any]) -> list[str]:
+        return [f"{json.dumps(k)} = {_toml_value(v)}" for k, v in table.items()]
+
+    lines = body({k: v for k, v in data.items() if not isinstance(v, dict) and not is_tables(v)})
+    for key, value in data.items():
+        if isinstance(value, dict):
+            lines += ["", f"[{json.dumps(key)}]", *body(value)]
+    for key, value in data.items():
+        if is_tables(value):
+            for table in value:
+                lines += ["", f"[[{json.dumps(key)}]]", *body(table)]
+    return "\n".join(lines) + "\n"

@@ -1,7 +1,8 @@
 """The competition registry, in the manner of timm's model registry.
 
-A plug-in module decorates a function that returns a `Competition`; `list_competitions` reads the registry.
-Built-in plug-ins live in the top-level `competitions` package; third-party packages add theirs through the
+A plug-in module decorates a function that returns a `Competition`; registering calls it once, so a broken
+plug-in fails at import with a message naming the field. Built-in plug-ins live in `kagglekit.competitions`
+(the repository's top-level `competitions/` folder); third-party packages add theirs through the
 `kagglekit.competitions` entry-point group (each entry point names a module to import).
 """
 
@@ -15,17 +16,23 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from kagglekit.competition import Competition
+from kagglekit.errors import PluginError
 
 ENTRY_POINT_GROUP = "kagglekit.competitions"
-BUILTIN_PACKAGE = "competitions"
+BUILTIN_PACKAGE = "kagglekit.competitions"
 
-_factories: dict[str, Callable[[], Competition]] = {}
+_registered: dict[str, Competition] = {}
 _loaded = False
 
 
 def register(factory: Callable[[], Competition]) -> Callable[[], Competition]:
-    """Register a competition under the factory's name; recipes live in `recipes/<name>/` beside it."""
-    _factories[factory.__name__] = factory
+    """Register the competition the factory returns under its name; its recipes live in
+    `recipes/<name>/` beside the plug-in module. Raises `PluginError` when the record is invalid."""
+    competition = factory()
+    if not isinstance(competition, Competition):
+        raise PluginError(f"plug-in {factory.__name__!r} must return a Competition, not {type(competition).__name__}.")
+    recipes_dir = competition.recipes_dir or Path(inspect.getfile(factory)).parent / "recipes" / competition.name
+    _registered[competition.name] = replace(competition, recipes_dir=recipes_dir)
     return factory
 
 
@@ -41,18 +48,13 @@ def _load_plugins() -> None:
 
 def list_competitions() -> list[str]:
     _load_plugins()
-    return sorted(_factories)
+    return sorted(_registered)
 
 
 def get_competition(name: str) -> Competition:
     """The competition registered as `name` (or whose Kaggle slug is `name`)."""
     _load_plugins()
-    factory = _factories.get(name)
-    if factory is None:
-        by_slug = {f().slug: f for f in _factories.values()}
-        factory = by_slug.get(name)
-    if factory is None:
-        raise KeyError(f"Unknown competition {name!r}. Known: {', '.join(list_competitions())}.")
-    competition = factory()
-    recipes_dir = Path(inspect.getfile(factory)).parent / "recipes" / factory.__name__
-    return replace(competition, recipes_dir=competition.recipes_dir or recipes_dir)
+    found = _registered.get(name) or next((c for c in _registered.values() if c.slug == name), None)
+    if found is None:
+        raise PluginError(f"Unknown competition {name!r}. Known: {', '.join(list_competitions())}.")
+    return found

@@ -1,11 +1,14 @@
-"""The run record: config, metrics, timings and artifacts of one run, so runs can be reproduced and compared.
+"""Run folders and their record: config, metrics, timings and artifacts of one run, so runs can be reproduced and
+compared, and an unfinished run of the same configuration can be continued.
 
 `run.json` is rewritten atomically after every step, so a killed run still says how far it got.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import platform
 import sys
 import time
@@ -16,8 +19,10 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from kagglekit.distributed import is_main_process
-from kagglekit.files import write_json
+from kagglekit._io import timestamp, write_json
+from kagglekit.train.distributed import is_main_process
+
+log = logging.getLogger(__name__)
 
 PACKAGES = (
     "kagglekit",
@@ -96,3 +101,34 @@ class RunRecord:
         finally:
             self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - started, 2)
             self.save()
+
+
+def config_key(config: dict[str, Any]) -> str:
+    """A short hash of what decides a run's results: a re-run with the same key continues that run."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def run_folder(runs_dir: Path, competition: str, name: str, key: str, fresh: bool = False) -> Path:
+    """The unfinished run of the same configuration in `runs_dir/<competition>/` (to resume), else a new
+    `<timestamp>_<name>` folder there."""
+    if not fresh:
+        for record in sorted((Path(runs_dir) / competition).glob("*/run.json"), reverse=True):
+            saved = json.loads(record.read_text())
+            if saved.get("config_key") == key and saved.get("status") != "finished":
+                log.info("Resuming the unfinished run in %s (use --fresh to start over)", record.parent)
+                return record.parent
+    return Path(runs_dir) / competition / f"{timestamp()}_{name}"
+
+
+def find_run(runs_dir: Path, competition: str, artifact: str, path: Path) -> Path | None:
+    """The run.json under `runs_dir/<competition>/` whose artifact `artifact` is `path` (e.g. the run that wrote a
+    submission file), or None."""
+    wanted = Path(path).resolve()
+    for run_json in sorted((Path(runs_dir) / competition).glob("*/run.json")):
+        try:
+            made = json.loads(run_json.read_text()).get("artifacts", {}).get(artifact)
+        except (OSError, ValueError):
+            continue
+        if made and Path(made).resolve() == wanted:
+            return run_json.resolve()
+    return None

@@ -26,7 +26,8 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from kagglekit.dicom import DicomReadError, cache_dicoms, dicom_uid, load_cached, read_dicom
+from kagglekit.data.dicom import cache_dicoms, dicom_uid, load_cached, read_dicom
+from kagglekit.errors import DataError, DicomReadError
 
 PYDICOM_DATA = Path(pydicom.data.DATA_ROOT)
 REAL_XRAYS = Path(__file__).resolve().parents[1].parent / "shared" / "realdata" / "dicom" / "nih_chest_xray"
@@ -277,9 +278,9 @@ def test_dicom_uid_reads_the_header(tmp_path):
         dicom_uid(PYDICOM_DATA / "test_files/README.txt")
 
 
-def test_read_error_is_a_picklable_value_error(tmp_path):
+def test_read_error_is_a_picklable_data_error(tmp_path):
     error = DicomReadError(tmp_path / "x.dcm", "broken")
-    assert isinstance(error, ValueError)
+    assert isinstance(error, DataError)
     assert str(pickle.loads(pickle.dumps(error))) == f"{tmp_path / 'x.dcm'}: broken"
 
 

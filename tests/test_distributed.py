@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from kagglekit.distributed import distributed, is_main_process, main_process_alone, main_process_first, world_size
+from kagglekit.train.distributed import distributed, is_main_process, main_process_alone, main_process_first, world_size
 
 # Each rank gets different data and a different initialisation: identical final weights can only come from
 # DDP broadcasting rank 0's weights and averaging gradients, not from two identical independent runs.
@@ -30,7 +30,7 @@ from fastai.learner import Learner
 from safetensors.torch import save_file
 from torch import nn
 
-from kagglekit.distributed import distributed, is_main_process, main_process_alone, main_process_first, world_size
+from kagglekit.train.distributed import distributed, is_main_process, main_process_alone, main_process_first, world_size
 
 out, rank = Path(sys.argv[1]), int(os.environ["RANK"])
 with main_process_first():  # rank 0 writes the marker before the other rank looks for it

@@ -9,6 +9,7 @@ import re
 import time
 from pathlib import Path
 
+import kagglekit.competitions.dogs as dogs_module
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,14 +17,13 @@ from PIL import Image
 from sklearn.metrics import fbeta_score
 from typer.testing import CliRunner
 
-import competitions.dogs as dogs_module
 from kagglekit import cli, get_competition, list_competitions, load_items, load_recipe, write_sample
-from kagglekit.checks import check_submission
-from kagglekit.metrics import METRICS, f2_samples, get_metric
-from kagglekit.probabilities import Probabilities
+from kagglekit.ensemble import Probabilities
+from kagglekit.ensemble.thresholds import COUNT_METRICS, Thresholds, label_matrix, tune_for_metric, tune_thresholds
 from kagglekit.samples import SampleData
 from kagglekit.submission import score_submission, to_submission
-from kagglekit.thresholds import COUNT_METRICS, Thresholds, label_matrix, tune_for_metric, tune_thresholds
+from kagglekit.submission.checks import check_submission
+from kagglekit.submission.metrics import METRICS, f2_samples, get_metric
 
 PLANET_TAGS = [
     "agriculture", "artisinal_mine", "bare_ground", "blooming", "blow_down", "clear", "cloudy", "conventional_mine",

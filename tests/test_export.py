@@ -15,14 +15,15 @@ from PIL import Image
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
-from kagglekit.dicom import DicomReadError, cache_dicoms
-from kagglekit.export import load_member, predict_run
-from kagglekit.items import load_items, vocabularies
-from kagglekit.prediction import predict_member
-from kagglekit.probabilities import ensemble
+from kagglekit.data import load_items, vocabularies
+from kagglekit.data.dicom import cache_dicoms
+from kagglekit.data.splits import make_splits
+from kagglekit.ensemble import mean_probabilities
+from kagglekit.errors import DataError, DicomReadError
+from kagglekit.predict.export import load_member, predict_run
+from kagglekit.predict.tta import predict_member
 from kagglekit.recipe import Member
-from kagglekit.splits import make_splits
-from kagglekit.training import clear_checkpoint, train_member
+from kagglekit.train import clear_checkpoint, train_member
 
 pytestmark = pytest.mark.slow  # trains four tiny members (about a minute on two cores)
 
@@ -154,22 +155,19 @@ def test_predict_run_is_the_weighted_mean_of_members_with_folds_averaged(paddy_m
     items = paddy_members["crop"][2]
     plain = {name: load_member(folder).predict(_paths(items)) for name, (folder, _, _) in paddy_members.items()}
     probs = predict_run(run_dir, _paths(items))
-    expected = ensemble([plain["crop"], ensemble([plain["pad"], plain["squish"]])], weights=[1.0, 3.0])
+    expected = mean_probabilities(
+        [plain["crop"], mean_probabilities([plain["pad"], plain["squish"]])], weights=[1.0, 3.0]
+    )
     assert probs.ids == expected.ids and probs.vocab == expected.vocab
     for task in ("label", "variety"):  # variety: only fold1 predicts it, so it is that fold's alone
         np.testing.assert_allclose(probs.tasks[task], expected.tasks[task], atol=1e-6)
-    with pytest.raises(ValueError, match="must be unique"):
+    with pytest.raises(DataError, match="must be unique"):
         predict_run(run_dir, _paths(items)[:1] * 2)
 
 
 def test_cli_prints_top_classes_and_writes_the_csv(paddy_members, run_dir, tmp_path):
-    import typer
+    from kagglekit.cli import app
 
-    from kagglekit.cli_predict import predict
-
-    app = typer.Typer()
-    app.command()(predict)
-    app.command("other")(lambda: None)  # two commands, so `predict` is a subcommand as under kagglekit
     items = paddy_members["crop"][2]
     out = tmp_path / "probs.csv"
     image_folder = Path(items["path"].iloc[0]).parent

@@ -5,9 +5,9 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from kagglekit.images import open_grey16
+from kagglekit.data.images import open_grey16
 from kagglekit.recipe import Member
-from kagglekit.training import Head, make_dataloaders
+from kagglekit.train import Head, make_dataloaders
 
 
 def _ramp_png(path, high=65535):

@@ -8,7 +8,8 @@ import pytest
 from conftest import SHARED
 from PIL import Image
 
-from kagglekit.items import DataError, load_items, locate_data, vocabularies
+from kagglekit.data import load_items, locate_data, vocabularies
+from kagglekit.errors import DataError
 from kagglekit.samples import write_sample
 
 
@@ -99,7 +100,7 @@ def test_wrong_csv_columns_name_the_file(paddy, paddy_sample, tmp_path):
 @pytest.mark.skipif(not (SHARED / "realdata" / "paddy").is_dir(), reason="../shared/realdata is not available")
 def test_real_paddy_photos_load_through_the_pipeline(paddy, tmp_path):
     from kagglekit.recipe import Member
-    from kagglekit.training import make_dataloaders, make_heads
+    from kagglekit.train import make_dataloaders, make_heads
 
     photos = sorted((SHARED / "realdata" / "paddy" / "train_images").rglob("*.jpg"))
     data = tmp_path / "real"

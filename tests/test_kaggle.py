@@ -19,13 +19,15 @@ from pathlib import Path
 import pytest
 import typer
 from kaggle_server import RULES_MESSAGE, KaggleStandIn, Scoring, kaggle_stand_in
-from rich.console import Console
 from typer.testing import CliRunner
 
-from kagglekit import cli_kaggle
-from kagglekit.items import locate_data
-from kagglekit.kaggle_api import MANIFEST, SubmissionRefused, download, sidecar_path, submissions, submit
-from kagglekit.kaggle_auth import CredentialsError, KaggleError, find_credentials
+from kagglekit.cli import app
+from kagglekit.data import locate_data
+from kagglekit.errors import CredentialsError, KaggleError
+from kagglekit.kaggle.auth import find_credentials
+from kagglekit.kaggle.downloads import MANIFEST, download
+from kagglekit.kaggle.submissions import SubmissionRefused, sidecar_path, submit
+from kagglekit.kaggle.submissions import list_submissions as submissions
 from kagglekit.registry import get_competition
 
 pytestmark = pytest.mark.usefixtures("loopback_only")  # no test reaches beyond this machine
@@ -69,12 +71,8 @@ def kaggle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KaggleSt
 
 
 @pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch) -> typer.Typer:
-    """The commands registered as kagglekit.cli registers them, printing to a console wide enough for tables."""
-    monkeypatch.setattr(cli_kaggle, "console", Console(width=250))
-    app = typer.Typer()
-    for command in (cli_kaggle.download, cli_kaggle.submit, cli_kaggle.submissions):
-        app.command()(command)
+def cli() -> typer.Typer:
+    """The `kagglekit` command line."""
     return app
 
 
@@ -438,7 +436,7 @@ def test_submit_force_sends_an_invalid_file(kaggle: KaggleStandIn, tmp_path: Pat
     file = _submission_file(tmp_path, INVALID)
     result = CliRunner().invoke(cli, ["submit", str(file), "-m", "anyway", "--force", "--poll-interval", "0"])
     assert result.exit_code == 0, result.output
-    assert "(submitted anyway: --force)" in result.output
+    assert "submitted although the checks below failed (--force)" in result.output
     assert kaggle.submissions[0].content == file.read_bytes()
 
 
@@ -481,7 +479,7 @@ def test_score_that_arrives_after_the_timeout_is_picked_up_by_submissions(
     kaggle.scoring[SLUG] = Scoring(public_score="0.95", pending_polls=1)
     result = CliRunner().invoke(cli, ["submit", str(file), "-m", "quick", "--timeout", "0"])
     assert result.exit_code == 0, result.output
-    assert "Submission 1001 is still being scored after 0 s; `kagglekit submissions" in result.output
+    assert "Submission 1001 was made and is still being scored after 0 s; `kagglekit submissions" in result.output
     assert json.loads(sidecar_path(file).read_text())["status"] == "pending"
     assert json.loads(run_json.read_text())["kaggle"]["status"] == "pending"
     [row] = submissions("paddy")

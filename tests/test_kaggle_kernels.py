@@ -18,19 +18,21 @@ import pandas as pd
 import pytest
 import typer
 from kaggle_server import KERNELS, Dataset, KaggleStandIn, KernelRun, kaggle_stand_in
-from rich.console import Console
 from typer.testing import CliRunner
 
-from kagglekit import cli_kaggle_kernels, kaggle_packs
-from kagglekit.checks import check_submission
-from kagglekit.kaggle_auth import KaggleError
-from kagglekit.kaggle_env import default_dirs, dump_toml, export_member, offline_recipe, publish_submission, working_dir
-from kagglekit.kaggle_kernels import NOTEBOOK, NotebookParameters, fanout, kernel_slug
-from kagglekit.probabilities import Probabilities
-from kagglekit.recipe import RecipeError, load_recipe
+from kagglekit.cli import app
+from kagglekit.defaults import runs_dir, submissions_dir
+from kagglekit.ensemble import Probabilities
+from kagglekit.errors import KaggleError
+from kagglekit.kaggle import packs as kaggle_packs
+from kagglekit.kaggle.kernels import NOTEBOOK, NotebookParameters, fanout, kernel_slug
+from kagglekit.kaggle.notebook import export_member, publish_submission, working_dir
+from kagglekit.kaggle.offline import offline_recipe
+from kagglekit.recipe import RecipeError, dump_toml, load_recipe
 from kagglekit.registry import get_competition
 from kagglekit.samples import write_sample
-from kagglekit.training import weights_file
+from kagglekit.submission.checks import check_submission
+from kagglekit.train import weights_file
 
 pytestmark = pytest.mark.usefixtures("loopback_only")  # no test reaches beyond this machine
 
@@ -70,11 +72,8 @@ def kaggle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KaggleSt
 
 
 @pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch) -> typer.Typer:
-    """The sub-app as kagglekit.cli registers it, printing to a wide console."""
-    monkeypatch.setattr(cli_kaggle_kernels, "console", Console(width=250))
-    app = typer.Typer()
-    app.add_typer(cli_kaggle_kernels.kaggle_app, name="kaggle")
+def cli() -> typer.Typer:
+    """The `kagglekit` command line."""
     return app
 
 
@@ -104,7 +103,7 @@ def test_outputs_go_to_the_working_folder_in_a_notebook(tmp_path: Path, monkeypa
     source = tmp_path / "submissions" / "paddy" / "a.csv"
     source.parent.mkdir(parents=True)
     source.write_text("image_id,label\n200001.jpg,blast\n")
-    assert (working_dir(), default_dirs(), publish_submission(source)) == (
+    assert (working_dir(), (runs_dir(), submissions_dir()), publish_submission(source)) == (
         None,
         (Path("runs"), Path("submissions")),
         None,
@@ -112,7 +111,7 @@ def test_outputs_go_to_the_working_folder_in_a_notebook(tmp_path: Path, monkeypa
     monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Batch")
     monkeypatch.setenv("KAGGLEKIT_WORKING_DIR", str(tmp_path / "working"))
     assert working_dir() == tmp_path / "working"
-    assert default_dirs() == (tmp_path / "working" / "runs", tmp_path / "working" / "submissions")
+    assert (runs_dir(), submissions_dir()) == (tmp_path / "working" / "runs", tmp_path / "working" / "submissions")
     assert publish_submission(source) == tmp_path / "working" / "submission.csv"
     source.write_text("image_id,label\n200001.jpg,hispa\n")
     publish_submission(source)  # a later submission replaces it
@@ -171,7 +170,7 @@ def test_export_member_copies_complete_probabilities(tmp_path: Path) -> None:
         "valid_label.csv.gz",
     ]
     assert Probabilities.load(folder, "test").ids == ["a", "b"]
-    with pytest.raises(FileNotFoundError, match="did the run finish"):
+    with pytest.raises(KaggleError, match="did the run finish"):
         export_member(tmp_path / "nothing", "m1", tmp_path / "working")
 
 
@@ -250,12 +249,16 @@ def kagglekit_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return kaggle_packs.build_kagglekit_wheel(kaggle_packs.source_checkout(), folder)
 
 
-def test_kagglekit_wheel_holds_the_competitions_and_their_recipes(kagglekit_wheel: Path) -> None:
+def test_kagglekit_wheel_installs_everything_under_its_own_name(kagglekit_wheel: Path) -> None:
+    """Every module, plug-in, recipe and notebook, and nothing at site-packages' top level but `kagglekit`."""
     names = set(zipfile.ZipFile(kagglekit_wheel).namelist())
-    assert {"kagglekit/kaggle_env.py", "competitions/paddy.py"} <= names
     root = kaggle_packs.source_checkout()
-    recipes = {p.relative_to(root).as_posix() for p in (root / "competitions" / "recipes").rglob("*.toml")}
-    assert recipes - names == set(), "a `pip install` of kagglekit would lack these recipes"
+    shipped = {p.relative_to(root).as_posix() for p in (root / "kagglekit").rglob("*.py")}
+    for folder, suffixes in (("competitions", ("*.py", "*.toml")), ("notebooks", ("*.py", "*.ipynb"))):
+        shipped |= {f"kagglekit/{p.relative_to(root).as_posix()}" for s in suffixes for p in (root / folder).rglob(s)}
+    assert shipped - names == set(), "a `pip install` of kagglekit would lack these files"
+    top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+    assert top_level == {"kagglekit"}
 
 
 def test_pack_wheels_for_the_kaggle_image(
@@ -546,7 +549,7 @@ def test_offline_notebook_runs_top_to_bottom(
     client.execute()
     printed = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
     assert f"from {site / 'kagglekit'}" in printed
-    assert (site / "competitions" / "paddy.py").is_file()
+    assert (site / "kagglekit" / "competitions" / "paddy.py").is_file() and not (site / "competitions").exists()
     submission = working / "submission.csv"
     report = check_submission(submission, paddy, sample.data_dir / paddy.sample_submission)
     assert report.ok, report.errors

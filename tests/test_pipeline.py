@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from kagglekit import pipeline
 from kagglekit.cli import app
+from kagglekit.pipeline import job as pipeline
 from kagglekit.samples import ensure_sample
 
 TINY_RECIPE = """
@@ -59,7 +59,7 @@ def test_run_end_to_end_then_compare_with_the_previous_submission(paddy_sample, 
     assert record["status"] == "finished"
     assert record["config"]["recipe"]["members"][1]["accum"] == 2
     assert record["environment"]["torch"] and record["environment"]["fastai"]
-    assert {"load_items", "prepare_images", "train:a", "tta:a", "train:b", "tta:b", "ensemble", "submission"} <= set(
+    assert {"prepare_data", "train:a", "tta:a", "train:b", "tta:b", "ensemble", "submission"} <= set(
         record["timings_seconds"]
     )
     members = record["metrics"]["members"]
@@ -92,7 +92,7 @@ def test_sample_flag_generates_the_sample_and_scores_against_its_answers(recipe,
     result = pipeline.run(paddy, recipe, sample=True, runs_dir=tmp_path / "runs", submissions_dir=tmp_path / "subs")
     assert result.check.ok
     assert result.test_score is not None and 0 <= result.test_score <= 1
-    assert len(result.members) == 2 and result.ensemble_score is not None
+    assert len(result.members) == 2 and result.ensemble.score is not None
 
 
 def test_bad_input_gets_a_message_not_a_traceback(tmp_path, recipe):

@@ -5,12 +5,12 @@ import pandas as pd
 import pytest
 import torch
 
-from kagglekit.items import load_items, vocabularies
-from kagglekit.prediction import predict_member
-from kagglekit.probabilities import Probabilities, ensemble
+from kagglekit.data import load_items, vocabularies
+from kagglekit.data.splits import make_splits
+from kagglekit.ensemble import Probabilities, mean_probabilities
+from kagglekit.predict.tta import predict_member
 from kagglekit.recipe import Member
-from kagglekit.splits import make_splits
-from kagglekit.training import create_learner, make_dataloaders, make_heads
+from kagglekit.train import create_learner, make_dataloaders, make_heads
 
 
 @pytest.fixture(scope="module")
@@ -58,24 +58,24 @@ def _probs(ids, rows, vocab=("a", "b")):
 def test_ensemble_averages_probabilities_aligned_by_id():
     one = _probs(["x", "y"], [[0.9, 0.1], [0.2, 0.8]])
     two = _probs(["y", "x"], [[0.6, 0.4], [0.5, 0.5]])  # same ids, other order
-    mean = ensemble([one, two])
+    mean = mean_probabilities([one, two])
     assert mean.ids == ["x", "y"]
     np.testing.assert_allclose(mean.tasks["t"], [[0.7, 0.3], [0.4, 0.6]], rtol=1e-6)
-    weighted = ensemble([one, two], weights=[3, 1])
+    weighted = mean_probabilities([one, two], weights=[3, 1])
     np.testing.assert_allclose(weighted.tasks["t"], [[0.8, 0.2], [0.3, 0.7]], rtol=1e-6)
 
 
 def test_ensemble_is_not_a_majority_vote():
     confident = _probs(["x"], [[0.01, 0.99]])
     lukewarm = _probs(["x"], [[0.6, 0.4]])
-    assert ensemble([confident, lukewarm, lukewarm]).tasks["t"].argmax() == 1  # a vote would say class 0
+    assert mean_probabilities([confident, lukewarm, lukewarm]).tasks["t"].argmax() == 1  # a vote would say class 0
 
 
 def test_ensemble_refuses_members_with_different_classes():
     with pytest.raises(ValueError, match="disagree on the classes"):
-        ensemble([_probs(["x"], [[1, 0]]), _probs(["x"], [[1, 0]], vocab=("b", "a"))])
+        mean_probabilities([_probs(["x"], [[1, 0]]), _probs(["x"], [[1, 0]], vocab=("b", "a"))])
     with pytest.raises(ValueError, match="non-negative weight"):
-        ensemble([_probs(["x"], [[1, 0]])], weights=[-1])
+        mean_probabilities([_probs(["x"], [[1, 0]])], weights=[-1])
 
 
 def test_probabilities_round_trip(tmp_path):

@@ -6,6 +6,7 @@ import pytest
 
 from kagglekit import registry
 from kagglekit.cli import app
+from kagglekit.errors import PluginError, RecipeError
 from kagglekit.registry import get_competition, list_competitions
 
 COMPETITION_WORDS = re.compile(r"\b(paddy|dogs?|planet|xray|siim|unifesp|breeds?)\b", re.IGNORECASE)
@@ -20,9 +21,9 @@ def test_builtin_competitions_are_registered():
 
 
 def test_unknown_competition_and_recipe_are_clear_errors(paddy):
-    with pytest.raises(KeyError, match="Known: .*paddy"):
+    with pytest.raises(PluginError, match="Known: .*paddy"):
         get_competition("no-such-competition")
-    with pytest.raises(KeyError, match="available: .*sample"):
+    with pytest.raises(RecipeError, match="available: .*sample"):
         paddy.recipe_path("no-such-recipe")
 
 
@@ -30,7 +31,7 @@ def test_shared_pipeline_never_names_a_competition():
     package = Path(registry.__file__).parent
     offenders = [
         f"{path.name}: {match}"
-        for path in package.glob("*.py")
+        for path in package.rglob("*.py")
         for match in COMPETITION_WORDS.findall(path.read_text())
     ]
     assert offenders == []
@@ -38,7 +39,7 @@ def test_shared_pipeline_never_names_a_competition():
 
 def test_third_party_plugin_registers_through_entry_point(tmp_path, monkeypatch):
     (tmp_path / "my_plugin.py").write_text(
-        "from competitions.paddy import paddy as base\n"
+        "from kagglekit.competitions.paddy import paddy as base\n"
         "from dataclasses import replace\n"
         "from kagglekit import register\n"
         "@register\n"
@@ -49,7 +50,7 @@ def test_third_party_plugin_registers_through_entry_point(tmp_path, monkeypatch)
     point = EntryPoint(name="thirdparty", value="my_plugin", group=registry.ENTRY_POINT_GROUP)
     monkeypatch.setattr(registry, "entry_points", lambda group: [point] if group == registry.ENTRY_POINT_GROUP else [])
     monkeypatch.setattr(registry, "_loaded", False)
-    monkeypatch.setattr(registry, "_factories", dict(registry._factories))
+    monkeypatch.setattr(registry, "_registered", dict(registry._registered))
     assert "thirdparty" in list_competitions()
     assert get_competition("third-party-slug").name == "thirdparty"
 

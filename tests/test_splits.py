@@ -1,7 +1,8 @@
 import pandas as pd
 import pytest
 
-from kagglekit.splits import load_splits, make_folds, make_splits, save_splits
+from kagglekit.data.splits import load_splits, make_folds, make_splits, save_splits
+from kagglekit.errors import DataError
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def test_splits_persist_and_refuse_other_rows(table, tmp_path):
     splits = make_splits(table["id"], seed=3)
     path = save_splits(splits, tmp_path / "splits.csv")
     pd.testing.assert_frame_equal(load_splits(path, table["id"]), splits)
-    with pytest.raises(ValueError, match="different training rows"):
+    with pytest.raises(DataError, match="different training rows"):
         load_splits(path, table["id"].iloc[:50])
 
 

@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kagglekit.checks import check_submission
-from kagglekit.probabilities import Probabilities
-from kagglekit.submission import SubmissionError, score_submission, to_submission, write_submission
+from kagglekit.ensemble import Probabilities
+from kagglekit.errors import SubmissionError
+from kagglekit.submission import score_submission, to_submission, write_submission
+from kagglekit.submission.checks import check_submission
 
 CLASSES = ["blast", "hispa", "normal"]
 

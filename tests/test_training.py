@@ -10,7 +10,7 @@ from fastai.learner import Learner
 from torch import nn
 
 from kagglekit.recipe import Member, RecipeError
-from kagglekit.training import accumulation_callbacks
+from kagglekit.train import accumulation_callbacks
 
 
 class StepSpy(Callback):

@@ -10,21 +10,14 @@ import torch
 from fastai.data.transforms import Normalize
 from safetensors.torch import save_file
 
-from kagglekit.items import load_items, vocabularies
-from kagglekit.pipeline import run
-from kagglekit.probabilities import Probabilities, ensemble, item_losses
+from kagglekit.data import load_items, vocabularies
+from kagglekit.data.splits import make_splits
+from kagglekit.ensemble import Probabilities, item_losses, mean_probabilities
+from kagglekit.pipeline.job import run
 from kagglekit.recipe import Member, RecipeError
-from kagglekit.splits import make_splits
-from kagglekit.training import (
-    apply_precision,
-    create_learner,
-    make_dataloaders,
-    make_heads,
-    sampling_weights,
-    schedule,
-    train_member,
-    weights_file,
-)
+from kagglekit.train import create_learner, make_dataloaders, make_heads, sampling_weights, train_member, weights_file
+from kagglekit.train.learner import apply_precision
+from kagglekit.train.schedule import schedule
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +106,7 @@ def test_mixed_precision_is_ignored_with_a_note_on_cpu(paddy, items):
 def test_ensemble_of_members_with_disjoint_validation_rows_has_no_rows():
     a = Probabilities(["x"], {"t": np.array([[1.0, 0.0]])}, {"t": ["a", "b"]})
     b = Probabilities(["y"], {"t": np.array([[1.0, 0.0]])}, {"t": ["a", "b"]})
-    assert ensemble([a, b]).ids == []
+    assert mean_probabilities([a, b]).ids == []
 
 
 @pytest.mark.slow
@@ -130,7 +123,7 @@ def test_kfold_and_split_seed_members_are_scored_honestly(paddy, paddy_sample, t
     assert folds.valid_rows == n_train  # out-of-fold: every row predicted by the fold model that did not train on it
     own_split = pd.read_csv(result.folder / "splits-seed11.csv")
     assert own.valid_rows == own_split["is_valid"].sum()
-    assert result.ensemble_rows == own.valid_rows  # only rows held out from both members
+    assert result.ensemble.rows == own.valid_rows  # only rows held out from both members
     assert set(own.task_scores) == {"label", "variety"}
     member_dir = result.folder / "members"
     assert (member_dir / "folds" / "fold0" / "model.safetensors").is_file()

@@ -17,12 +17,12 @@ from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit
 from sklearn.metrics import f1_score
 
 from kagglekit import get_competition, list_competitions, load_items, load_recipe, vocabularies, write_sample
-from kagglekit.checks import check_submission
 from kagglekit.competition import DicomIndex
-from kagglekit.dicom import load_cached, read_dicom
-from kagglekit.images import prepare_images
-from kagglekit.metrics import f1_samples, get_metric
+from kagglekit.data.dicom import load_cached, read_dicom
+from kagglekit.data.images import prepare_images
 from kagglekit.samples import SampleData
+from kagglekit.submission.checks import check_submission
+from kagglekit.submission.metrics import f1_samples, get_metric
 
 CLASSES = [str(i) for i in range(22)]
 TINY_RECIPE = """
@@ -238,7 +238,7 @@ def _truncate_pixels(folder: Path) -> tuple[str, Path]:
 def test_corrupt_dicoms_are_skipped_in_training_and_get_the_prior_in_the_submission(
     xray, xray_sample, tmp_path, caplog
 ):
-    from kagglekit import pipeline
+    from kagglekit.pipeline import job as pipeline
 
     data = tmp_path / "data"
     shutil.copytree(xray_sample.data_dir, data)

@@ -1,0 +1,43 @@
+"""The `kagglekit` command line: one typer app; each command imports what it needs when it runs."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+from rich.logging import RichHandler
+
+from kagglekit.cli import kaggle, kernels, local, predict
+from kagglekit.cli.common import Commands, console, fit_output
+
+app = typer.Typer(
+    cls=Commands,
+    help="From 'joined the competition' to a validated Kaggle submission.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals may hold credentials; a bug's traceback must not print them
+)
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show debug logging.")] = False) -> None:
+    fit_output()
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False, show_time=False)],
+        force=True,
+    )
+    for noisy in ("PIL", "fsspec", "matplotlib", "h5py", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+app.command("list")(local.list_command)
+app.command()(local.sample)
+app.command()(local.run)
+app.command()(local.check)
+app.command()(predict.predict)
+app.command()(kaggle.download)
+app.command()(kaggle.submit)
+app.command()(kaggle.submissions)
+app.add_typer(kernels.kaggle_app, name="kaggle")  # packs, notebooks and fan-out on Kaggle

@@ -1,0 +1,67 @@
+"""What every kagglekit command shares: one console, one way to show errors and checks, and the rule that a
+`KagglekitError` is the user's to fix (one line, exit status 2) while anything else is a bug (exit status 1)."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from typer.core import TyperGroup
+
+from kagglekit.errors import KagglekitError
+
+if TYPE_CHECKING:
+    from kagglekit.submission.checks import CheckReport
+
+# Messages are never wrapped (one greppable line in a log); tables fit a terminal's width.
+console = Console(soft_wrap=True)
+PIPE_WIDTH = 200  # tables in a pipe or a log, where no width is known: wide enough that no name is cut
+
+
+def fit_output() -> None:
+    """Size the console for this invocation: a terminal's width, COLUMNS if set, else `PIPE_WIDTH`."""
+    console.width = None if console.is_terminal or "COLUMNS" in os.environ else PIPE_WIDTH
+
+
+def fail(error: KagglekitError | str) -> NoReturn:
+    """Print `error: <message>` on one line and exit with status 2."""
+    console.print(f"[bold red]error:[/] {escape(str(error))}")
+    raise typer.Exit(2)
+
+
+class Commands(TyperGroup):
+    """Runs a command; a `KagglekitError` it raises is printed as one line (exit 2), never as a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KagglekitError as error:
+            fail(error)
+        except Exception as error:
+            exits = type(error).__module__.split(".")[0] in ("typer", "click")  # exits and usage errors, any version
+            if exits or ctx.parent is not None:  # a sub-command group: the top-level group reports it
+                raise
+            console.print(f"[bold red]bug:[/] kagglekit failed with {type(error).__name__}: {escape(str(error))}. "
+                          "This is a bug in kagglekit; please report it with the traceback below.")  # fmt: skip
+            raise
+
+
+def print_check(report: CheckReport) -> None:
+    for error in report.errors:
+        console.print(f"[bold red]✗[/] {escape(report.path.name)}: {escape(error)}")
+    for warning in report.warnings:
+        console.print(f"[yellow]![/] {escape(report.path.name)}: {escape(warning)}")
+    if report.comparisons:
+        table = Table("compared with", "common ids", "agreement", "class shift (TV)", "largest changes")
+        for c in report.comparisons:
+            changes = ", ".join(f"{cls} {old:.0%}→{new:.0%}" for cls, old, new in c.largest_changes)
+            agreement = "-" if c.agreement is None else f"{c.agreement:.1%}"
+            shift = "-" if c.shift is None else f"{c.shift:.3f}"
+            table.add_row(escape(c.prior.name), str(c.common), agreement, shift, changes)
+        console.print(table)
+    if report.ok:
+        console.print(f"[green]✓[/] {escape(report.path.name)} passed the submission checks")

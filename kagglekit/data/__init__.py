@@ -1,0 +1,11 @@
+"""From a download folder to an item table: locating the files, reading the tables, splits, image caches."""
+
+from kagglekit._lazy import attach
+
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "Items": ".items", "load_items": ".items", "vocabularies": ".items",
+    "locate_data": ".locate",
+    "load_splits": ".splits", "make_folds": ".splits", "make_splits": ".splits", "save_splits": ".splits",
+    "PreparedItems": ".images", "input_channels": ".images", "open_grey16": ".images", "prepare_images": ".images",
+    "cache_dicoms": ".dicom", "load_cached": ".dicom", "read_dicom": ".dicom",
+})  # fmt: skip

@@ -1,0 +1,119 @@
+"""Stage 3: the ensemble of the members' probabilities, its weights and thresholds, scored honestly."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from kagglekit.competition import Competition
+from kagglekit.ensemble.combine import mean_probabilities, tune_weights
+from kagglekit.ensemble.probabilities import Probabilities
+from kagglekit.ensemble.thresholds import Thresholds, label_matrix, tune_for_metric
+from kagglekit.pipeline.data import Data
+from kagglekit.pipeline.members import MemberOutput
+from kagglekit.recipe import Recipe
+from kagglekit.submission.build import answers_for, score_validation
+from kagglekit.submission.metrics import get_metric
+
+log = logging.getLogger(__name__)
+
+NO_HONEST_ROWS = (
+    "No training row was held out from every member (different splits share no validation rows), so there is "
+    "no honest ensemble validation score. Use a shared split or folds."
+)
+
+
+@dataclass
+class EnsembleOutput:
+    """The ensemble's probabilities and how they were combined.
+
+    `valid` covers the rows held out from every member (`rows` of them), `test` every test id. `weights` are one
+    per member (the recipe's, or tuned); `thresholds` are tuned for multi-label submissions (None: 0.5).
+    """
+
+    competition: Competition
+    valid: Probabilities
+    test: Probabilities
+    weights: list[float]
+    tuned_weights: bool = False
+    thresholds: Thresholds | None = None
+    score: float | None = None  # validation metric of `valid` (None: no honest rows, or no labels at hand)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return len(self.valid.ids)
+
+    @property
+    def cutoffs(self) -> np.ndarray | float:
+        """What `to_submission` cuts multi-label probabilities at."""
+        return self.thresholds.thresholds if self.thresholds is not None else 0.5
+
+    def save(self, folder: Path) -> None:
+        self.valid.save(folder, "valid")
+        self.test.save(folder, "test")
+
+
+def _tuned_weights(members: Sequence[MemberOutput], valid: Probabilities, data: Data) -> list[float]:
+    competition = data.competition
+    return tune_weights(
+        [m.valid.subset(valid.ids) for m in members],
+        lambda p: score_validation(p, data.items.train, competition),
+        greater_is_better=get_metric(competition.metric).greater_is_better,
+    )
+
+
+def _labelled(valid: Probabilities, data: Data) -> tuple[Probabilities, int]:
+    """The rows of `valid` whose labels `data` has, and how many it lacks."""
+    known = set(data.items.train["id"])
+    kept = [i for i in valid.ids if i in known]
+    return (valid if len(kept) == len(valid.ids) else valid.subset(kept)), len(valid.ids) - len(kept)
+
+
+def _thresholds(valid: Probabilities, data: Data) -> Thresholds:
+    competition = data.competition
+    target = competition.target_task
+    task, classes = competition.tasks[target], valid.vocab[target]
+    truth = answers_for(data.items.train, valid.ids, competition)[task.column]
+    truth_matrix = label_matrix(truth, classes, task.label_delim)
+    return tune_for_metric(competition.metric, valid.tasks[target], truth_matrix, classes=classes)
+
+
+def ensemble_members(members: Sequence[MemberOutput], recipe: Recipe, data: Data | Competition) -> EnsembleOutput:
+    """The weighted mean of the members' probabilities (never a vote), scored on the rows held out from all.
+
+    With `data` (its training labels), `ensemble_weights = "tuned"` fits the weights, multi-label thresholds are
+    tuned, and the ensemble is scored, all on those honest rows; undecodable test images get the training
+    prior. With only the competition (fan-out without the data at hand), it is the recipe-weighted mean, with
+    0.5 thresholds and no score.
+    """
+    competition = data.competition if isinstance(data, Data) else data
+    weights, tuned, thresholds, score, notes = [m.weight for m in members], False, None, None, []
+    valid = mean_probabilities([m.valid for m in members], weights)
+    if isinstance(data, Data):
+        valid, unlabelled = _labelled(valid, data)
+        if unlabelled:  # fan-out: members validated on Kaggle, on rows the local data may lack
+            notes.append(f"{unlabelled} validation rows have no label in the data at hand and are not scored")
+        if not valid.ids:
+            log.warning(NO_HONEST_ROWS)
+            notes.append(NO_HONEST_ROWS)
+        else:
+            if recipe.ensemble_weights == "tuned" and len(members) > 1:
+                weights, tuned = _tuned_weights(members, valid, data), True
+                valid = mean_probabilities([m.valid.subset(valid.ids) for m in members], weights)
+                notes.append("ensemble weights were tuned on the validation rows they are scored on (optimistic)")
+            if competition.submission.kind == "tags":
+                thresholds = _thresholds(valid, data)
+            cutoffs = thresholds.thresholds if thresholds else 0.5
+            score = score_validation(valid, data.items.train, competition, cutoffs)
+    else:
+        notes.append("no labels at hand: the ensemble is not scored and multi-label tags use a 0.5 threshold")
+    test = mean_probabilities([m.test for m in members], weights)
+    fallback = data.fallback() if isinstance(data, Data) else None
+    if fallback is not None:
+        test = test.concat(fallback)
+    return EnsembleOutput(competition, valid, test, weights, tuned, thresholds, score, notes)

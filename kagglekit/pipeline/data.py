@@ -1,0 +1,56 @@
+"""Stage 1: from a competition folder to data the members can train on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from kagglekit.competition import Competition
+from kagglekit.data.images import prepare_images
+from kagglekit.data.items import Items, load_items, vocabularies
+from kagglekit.defaults import cache_root
+from kagglekit.ensemble.combine import training_prior
+from kagglekit.ensemble.probabilities import Probabilities
+
+
+@dataclass
+class Data:
+    """A competition's data ready for training.
+
+    `items.train` / `items.test` have one row per image (`id`, `path` the loaders open, one column per task);
+    `vocab` lists each task's classes in output order; `undecodable_test` (id, path, reason) holds the test images
+    no model can read, which the ensemble predicts with the training prior.
+    """
+
+    competition: Competition
+    items: Items
+    vocab: dict[str, list[str]]
+    undecodable_test: pd.DataFrame
+
+    def fallback(self) -> Probabilities | None:
+        """The training prior for every undecodable test image (None when there is none)."""
+        if not len(self.undecodable_test):
+            return None
+        ids = self.undecodable_test["id"].tolist()
+        return training_prior(self.items.train, self.competition, self.vocab, ids)
+
+
+def prepare_data(competition: Competition, data_dir: Path, cache_dir: Path | None = None) -> Data:
+    """Read the competition's tables, resolve every image, and decode what needs decoding into the image cache.
+
+    Training rows with an empty label or an unreadable image are skipped and listed in `items.skipped`; a missing
+    test image is a `DataError` (the submission needs every id). `cache_dir` defaults to the user's cache folder.
+    """
+    items = load_items(competition, data_dir)
+    vocab = vocabularies(competition, items)
+    prepared = prepare_images(competition, items, Path(cache_dir or cache_root() / "images"))
+    return Data(competition, prepared.items, vocab, prepared.undecodable_test)
+
+
+def labels_only(competition: Competition, data_dir: Path) -> Data:
+    """The tables and classes without touching the images: enough to score, tune and order a submission."""
+    items = load_items(competition, data_dir, images=False)
+    empty = pd.DataFrame(columns=["id", "path", "reason"])
+    return Data(competition, items, vocabularies(competition, items), empty)

@@ -1,0 +1,163 @@
+"""`run`: the whole job, as a short composition of the public stages a notebook can call one by one.
+
+locate data -> `prepare_data` -> `fit_members` (splits, training, TTA) -> `ensemble_members` (weights,
+thresholds) -> `write_and_check`; the run record (`run.json`) is saved after every step.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from kagglekit._io import write_csv, write_json
+from kagglekit.competition import Competition
+from kagglekit.data.locate import locate_data
+from kagglekit.defaults import runs_dir as default_runs_dir
+from kagglekit.kaggle.notebook import publish_submission
+from kagglekit.pipeline.combine import EnsembleOutput, ensemble_members
+from kagglekit.pipeline.data import Data, prepare_data
+from kagglekit.pipeline.members import MemberOutput, fit_members
+from kagglekit.pipeline.write import SubmissionOutput, write_and_check
+from kagglekit.recipe import Recipe, load_recipe
+from kagglekit.registry import get_competition
+from kagglekit.runs import RunRecord, config_key, run_folder
+from kagglekit.samples.writer import ensure_sample
+from kagglekit.submission.build import score_submission
+from kagglekit.train.distributed import is_main_process, main_process_first
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    """What a run made: its folder, each member's and the ensemble's output, and the checked submission."""
+
+    competition: Competition
+    folder: Path
+    members: list[MemberOutput] = field(default_factory=list)
+    ensemble: EnsembleOutput | None = None
+    written: SubmissionOutput | None = None
+    test_score: float | None = None  # against --answers (or the sample's hidden answers)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def metric(self) -> str:
+        return self.competition.metric
+
+    @property
+    def submission(self) -> Path | None:
+        return self.written.path if self.written else None
+
+    @property
+    def check(self):
+        return self.written.check if self.written else None
+
+
+def _open_record(competition: Competition, recipe: Recipe, data_dir: Path, answers: Path | None, sample: bool,
+                 runs_dir: Path, name: str, fresh: bool) -> RunRecord:  # fmt: skip
+    """The run's record in a new folder, or in the unfinished run of the same configuration (resume)."""
+    config = {"competition": competition.name, "data_dir": str(data_dir.resolve()), "sample": sample,
+              "answers": str(answers) if answers else None, "recipe": recipe.to_dict()}  # fmt: skip
+    key = config_key(config)
+    with main_process_first():  # rank 0 creates the run folder; the other ranks resume that same folder
+        folder = run_folder(runs_dir, competition.name, name, key, fresh and is_main_process())
+        record = RunRecord(folder, config={**config, "command": shlex.join(sys.argv)}, config_key=key)
+        record.save()
+    return record
+
+
+def _record_data(record: RunRecord, data: Data) -> None:
+    """The data's shape in the record, and the rows that could not be used in files beside it."""
+    items = data.items
+    record.metrics["n_train"], record.metrics["n_test"] = len(items.train), len(items.test)
+    write_json(record.artifact("vocab", record.folder / "vocab.json"), data.vocab)
+    if len(items.skipped):
+        write_csv(record.artifact("skipped_items", record.folder / "skipped_items.csv"), items.skipped)
+        record.notes.append(f"{len(items.skipped)} training rows skipped; see skipped_items.csv")
+    if len(data.undecodable_test):
+        write_csv(record.artifact("undecodable_test", record.folder / "undecodable_test.csv"), data.undecodable_test)
+        log.warning("%d TEST image(s) could not be decoded and get the training prior as their prediction: %s. "
+                    "See undecodable_test.csv in the run folder.", len(data.undecodable_test),
+                    ", ".join(data.undecodable_test["id"].iloc[:10]))  # fmt: skip
+        record.notes.append(f"{len(data.undecodable_test)} undecodable test images predicted with the training prior")
+
+
+def _record_results(record: RunRecord, members: list[MemberOutput], ens: EnsembleOutput) -> None:
+    metric = ens.competition.metric
+    for m in members:
+        record.metrics.setdefault("members", {})[m.name] = {
+            f"valid_{metric}": m.valid_score, "valid_rows": m.valid_rows, "valid_accuracy_no_tta": m.task_scores,
+            "train_seconds": m.train_seconds, "reused": m.reused,
+        }  # fmt: skip
+        record.artifact(f"member:{m.name}", record.folder / "members" / m.name)
+    if ens.tuned_weights:
+        record.metrics["tuned_ensemble_weights"] = dict(zip([m.name for m in members], ens.weights, strict=True))
+    if ens.thresholds is not None:
+        write_json(record.artifact("thresholds", record.folder / "thresholds.json"), ens.thresholds.to_dict())
+        record.metrics["thresholds"] = {"chosen": ens.thresholds.chosen,
+                                        f"valid_{metric}_global": ens.thresholds.global_score,
+                                        f"valid_{metric}_per_tag": ens.thresholds.per_tag_score}  # fmt: skip
+    if ens.score is not None:
+        record.metrics[f"ensemble_valid_{metric}"], record.metrics["ensemble_valid_rows"] = ens.score, ens.rows
+    record.notes.extend(ens.notes)
+
+
+def run(
+    competition: str | Competition,
+    recipe: str | Path = "sample",
+    data: Path | None = None,
+    sample: bool = False,
+    answers: Path | None = None,
+    runs_dir: Path | None = None,
+    submissions_dir: Path | None = None,
+    name: str | None = None,
+    fresh: bool = False,
+) -> RunResult:
+    """Locate data, split, train every member, TTA, ensemble, write and check the submission.
+
+    `data` is the competition's folder (or one up to two levels above it); `sample` uses the bundled synthetic
+    sample and scores against its hidden answers (as `answers` does for any CSV of test answers). Re-running
+    the same call after an interruption continues the unfinished run (`fresh` starts a new one). Raises a
+    `KagglekitError` subclass for anything the user can fix, before training where it can be found then.
+    """
+    competition = get_competition(competition) if isinstance(competition, str) else competition
+    recipe = load_recipe(competition.recipe_path(str(recipe)))
+    if sample:
+        with main_process_first():  # rank 0 writes the sample, the other ranks find it
+            sampled = ensure_sample(competition)
+        data, answers = sampled.data_dir, answers or sampled.answers
+    data_dir = locate_data(competition, data)
+    record = _open_record(competition, recipe, data_dir, answers, sample, Path(runs_dir or default_runs_dir()),
+                          name or recipe.name, fresh)  # fmt: skip
+    result = RunResult(competition, record.folder)
+    with record.step("prepare_data"), main_process_first():  # rank 0 fills the image cache
+        prepared = prepare_data(competition, data_dir)
+        _record_data(record, prepared)
+    result.members = fit_members(recipe, prepared, record.folder, record)
+    if not is_main_process():
+        return result
+    with record.step("ensemble"):
+        result.ensemble = ensemble_members(result.members, recipe, prepared)
+        result.ensemble.save(record.folder / "ensemble")
+        _record_results(record, result.members, result.ensemble)
+    with record.step("submission"):
+        result.written = write_and_check(result.ensemble, prepared, name or recipe.name, submissions_dir, record.folder)
+        record.metrics["submission_check"] = result.check.to_dict()
+        published = publish_submission(result.submission) if result.check.ok else None
+        if published is not None:  # in a Kaggle notebook: the file a code competition scores
+            record.artifact("kaggle_submission", published)
+        if answers:
+            truth = pd.read_csv(answers, dtype=str, keep_default_na=False)
+            result.test_score = record.metrics[f"test_{competition.metric}"] = score_submission(
+                result.written.frame, truth, competition
+            )
+    record.artifact("submission", result.submission)
+    result.notes = list(result.ensemble.notes)
+    record.status = "finished" if result.check.ok else "finished: submission check failed"
+    record.save()
+    return result

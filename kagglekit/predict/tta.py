@@ -1,0 +1,34 @@
+"""Test-time augmentation: one member's probabilities for an item table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from fastai.learner import Learner
+from rich.progress import track
+
+from kagglekit.ensemble.probabilities import Probabilities
+
+
+def predict_member(learn: Learner, items: pd.DataFrame, n_tta: int = 4, label: str = "TTA") -> Probabilities:
+    """Probabilities for `items` (an item table): the mean of `n_tta` augmented passes and one plain pass.
+
+    The mean is kept as a running mean, so memory does not grow with `n_tta` (fastai's `Learner.tta`
+    keeps every pass and blends them with a lerp instead of averaging).
+    """
+    heads = learn.loss_func.heads
+    dl = learn.dls.test_dl(items, with_labels=False)
+    passes = [0] * n_tta + [1]  # split_idx 0 applies the training transforms, 1 the plain ones
+    mean = None
+    for done, split_idx in enumerate(track(passes, description=f"{label} ({n_tta}+1 passes)", transient=True)):
+        with dl.dataset.set_split_idx(split_idx), learn.no_bar():
+            probs, _ = learn.get_preds(dl=dl)
+        probs = probs.to(torch.float64)
+        mean = probs if mean is None else mean + (probs - mean) / (done + 1)
+    array = mean.numpy().astype(np.float32)
+    return Probabilities(
+        ids=items["id"].tolist(),
+        tasks={h.task: array[:, h.slice] for h in heads},
+        vocab={h.task: list(h.vocab) for h in heads},
+    )

@@ -1,0 +1,10 @@
+"""From probabilities to the competition's CSV: metrics, writing, and the checks before a file is submitted."""
+
+from kagglekit._lazy import attach
+
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "METRICS": ".metrics", "Metric": ".metrics", "get_metric": ".metrics",
+    "answers_for": ".build", "decisions": ".build", "score_submission": ".build", "score_validation": ".build",
+    "submission_run": ".build", "to_submission": ".build", "truth": ".build", "write_submission": ".build",
+    "CheckReport": ".checks", "Comparison": ".checks", "check_submission": ".checks", "compare_submissions": ".checks",
+})  # fmt: skip

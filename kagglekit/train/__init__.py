@@ -1,0 +1,14 @@
+"""Training one ensemble member with fastai + timm (imported on first use: torch and fastai take seconds)."""
+
+from kagglekit._lazy import attach
+
+__getattr__, __dir__, __all__ = attach(__name__, {
+    "train_member": ".member",
+    "Head": ".heads", "TaskLoss": ".heads", "make_heads": ".heads", "place_heads": ".heads",
+    "make_dataloaders": ".loaders", "sampling_weights": ".loaders",
+    "create_learner": ".learner",
+    "accumulation_callbacks": ".schedule", "Phase": ".schedule",
+    "clear_checkpoint": ".checkpoint", "history_scores": ".checkpoint",
+    "weights_file": ".weights",
+    "PRESETS": ".augment", "batch_transforms": ".augment",
+})  # fmt: skip
