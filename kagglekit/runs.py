@@ -14,12 +14,11 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from kagglekit._io import timestamp, write_json
+from kagglekit._io import timestamp, utc_now, write_json
 from kagglekit.train.distributed import is_main_process
 
 log = logging.getLogger(__name__)
@@ -53,7 +52,7 @@ class RunRecord:
     folder: Path
     config: dict[str, Any]
     config_key: str = ""  # hash of what decides the results: a re-run with the same key resumes this run
-    started: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    started: str = field(default_factory=utc_now)
     status: str = "running"
     timings: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)

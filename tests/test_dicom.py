@@ -3,7 +3,6 @@ chest x-ray when one is available."""
 
 from __future__ import annotations
 
-import csv
 import pickle
 import warnings
 from pathlib import Path
@@ -335,15 +334,13 @@ def test_cache_keeps_all_frames(tmp_path):
     np.testing.assert_array_equal(load_cached(report.images[source]), read_dicom(source, frames="all"))
 
 
-def test_cache_report_csv(tmp_path):
+def test_cache_report_names_each_failure(tmp_path):
     good = write_dicom(tmp_path / "good.dcm", gradient())
     bad = PYDICOM_DATA / "test_files/MR_truncated.dcm"
     report = cache_dicoms([good, bad], tmp_path / "cache", workers=0)
-    report.to_csv(tmp_path / "report.csv")
-    with (tmp_path / "report.csv").open() as f:
-        rows = {row["source"]: row for row in csv.DictReader(f)}
-    assert rows[str(good)]["status"] == "converted" and rows[str(good)]["png"]
-    assert rows[str(bad)]["status"] == "failed" and "less than expected" in rows[str(bad)]["reason"]
+    assert set(report.images) == {good} and good not in report.reused
+    assert "less than expected" in report.failures[bad]
+    assert f"  {bad}: " in report.summary()
 
 
 # --- a real chest x-ray --------------------------------------------------------------------------------

@@ -25,7 +25,8 @@ from kagglekit.defaults import runs_dir, submissions_dir
 from kagglekit.ensemble import Probabilities
 from kagglekit.errors import KaggleError
 from kagglekit.kaggle import packs as kaggle_packs
-from kagglekit.kaggle.kernels import NOTEBOOK, NotebookParameters, fanout, kernel_slug
+from kagglekit.kaggle.fanout import fanout
+from kagglekit.kaggle.kernels import NOTEBOOK, NotebookParameters, kernel_slug
 from kagglekit.kaggle.notebook import export_member, publish_submission, working_dir
 from kagglekit.kaggle.offline import offline_recipe
 from kagglekit.recipe import RecipeError, dump_toml, load_recipe

@@ -6,8 +6,9 @@ import pytest
 
 from kagglekit import registry
 from kagglekit.cli import app
+from kagglekit.competition import Submission
 from kagglekit.errors import PluginError, RecipeError
-from kagglekit.registry import get_competition, list_competitions
+from kagglekit.registry import get_competition, list_competitions, register
 
 COMPETITION_WORDS = re.compile(r"\b(paddy|dogs?|planet|xray|siim|unifesp|breeds?)\b", re.IGNORECASE)
 
@@ -66,3 +67,20 @@ def test_list_command_shows_slug_tasks_and_metric(monkeypatch):
     assert "paddy-disease-classification" in result.output
     assert "accuracy" in result.output
     assert "single-label" in result.output
+
+
+def test_a_broken_plugin_fails_when_it_registers():
+    from dataclasses import replace
+
+    paddy = get_competition("paddy")
+    with pytest.raises(PluginError, match="metric 'log_loss' scores 'probs' submissions, not 'label' ones"):
+        register(lambda: replace(paddy, name="broken", metric="log_loss"))
+    with pytest.raises(PluginError, match=r"submission.kind 'tags' needs a multi-label target task"):
+        replace(paddy, submission=Submission("tags", column="label"), metric="f2_samples")
+    with pytest.raises(PluginError, match=r"train_image 'train/\{breed\}/\{image_id\}' names breed"):
+        replace(paddy, train_image="train/{breed}/{image_id}")
+    with pytest.raises(PluginError, match="metric 'f3' is unknown"):
+        replace(paddy, metric="f3")
+    with pytest.raises(PluginError, match="target 'disease' is not one of the tasks"):
+        replace(paddy, target="disease")
+    assert "broken" not in list_competitions()

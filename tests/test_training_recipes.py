@@ -1,6 +1,7 @@
 """Winning-recipe options: progressive stages, offline weights, sampling, precision, split ensembles, k-fold."""
 
 import json
+import logging
 
 import numpy as np
 import pandas as pd
@@ -133,3 +134,24 @@ def test_kfold_and_split_seed_members_are_scored_honestly(paddy, paddy_sample, t
     assert (member_dir / "own-split" / "valid_variety.csv.gz").is_file()
     assert not list(result.folder.rglob("checkpoint.*")), "checkpoints are removed once predictions are saved"
     assert result.check.ok
+
+
+@pytest.mark.parametrize("watched", [False, True])
+def test_progress_is_one_line_per_epoch_unless_someone_watches(paddy, items, tmp_path, monkeypatch, caplog, watched):
+    from fastai.callback.progress import ProgressCallback
+
+    from kagglekit.train import progress
+
+    monkeypatch.setattr(progress, "interactive", lambda: watched)
+    member = Member(name="m", arch="resnet10t", size=32, epochs=2, batch_size=16)
+    split = make_splits(items.train["id"], valid_pct=0.25, seed=0)
+    vocab = vocabularies(paddy, items)
+    with caplog.at_level(logging.INFO, logger="kagglekit.train.progress"):
+        learn = train_member(member, paddy, items.train, split, vocab, tmp_path / "m")
+    lines = [r.getMessage() for r in caplog.records if r.name == "kagglekit.train.progress"]
+    assert any(isinstance(cb, ProgressCallback) for cb in learn.cbs) == watched
+    if watched:
+        assert lines == []
+    else:
+        assert [line.split(":")[0] for line in lines] == ["m epoch 1/2", "m epoch 2/2"]
+        assert all("train_loss" in line and "valid_loss" in line and "label_accuracy" in line for line in lines)

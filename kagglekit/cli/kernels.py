@@ -127,7 +127,7 @@ def fanout(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for all notebooks.")] = 12 * 3600.0,
 ) -> None:
     """Train each ensemble member in its own Kaggle notebook, then ensemble their probabilities here."""
-    from kagglekit.kaggle.kernels import fanout as fan_out
+    from kagglekit.kaggle.fanout import fanout as fan_out
 
     result = fan_out(
         competition, recipe, owner=owner, wheels_dataset=wheels_dataset, weights_dataset=weights_dataset,

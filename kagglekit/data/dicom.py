@@ -15,7 +15,6 @@ distinct (only data with more than 16 bits stored loses levels), and white is al
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
 import os
 import tempfile
@@ -170,16 +169,6 @@ class CacheReport:
         head = f"{len(self.images)} cached ({converted} converted, {len(self.reused)} reused), "
         head += f"{len(self.failures)} failed"
         return "\n".join([head, *(f"  {src}: {why}" for src, why in sorted(self.failures.items()))])
-
-    def to_csv(self, path: Path) -> None:
-        """One row per source (source, png, status, reason) to inspect or join with the labels."""
-        with Path(path).open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["source", "png", "status", "reason"])
-            for src, png in self.images.items():
-                writer.writerow([src, png, "reused" if src in self.reused else "converted", ""])
-            for src, reason in self.failures.items():
-                writer.writerow([src, "", "failed", reason])
 
 
 class _Outcome(NamedTuple):

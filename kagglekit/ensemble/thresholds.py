@@ -119,6 +119,56 @@ def _nearest_best(scores: np.ndarray, candidates: np.ndarray, current: float) ->
     return int(ties[np.argmin(np.abs(candidates[ties] - current))])
 
 
+def _global(
+    p: np.ndarray, y: np.ndarray, forced: np.ndarray, grid: np.ndarray, metric: CountMetric
+) -> tuple[float, np.ndarray]:
+    """The best single threshold for all tags (the middle of a tied run) and its per-image scores: every grid
+    value at once, as a (grid, images, tags) array."""
+    every = (p[None] >= grid[:, None, None]) | forced[None]
+    tp = (every & y[None]).sum(axis=2)
+    fp = every.sum(axis=2) - tp
+    per_image = metric(tp, fp, y.sum(axis=1)[None] - tp)
+    scores = per_image.mean(axis=1)
+    ties = np.flatnonzero(scores >= scores.max() - _TIE)
+    best = ties[len(ties) // 2]
+    return float(grid[best]), per_image[best]
+
+
+def _per_tag(
+    p: np.ndarray, y: np.ndarray, forced: np.ndarray, grid: np.ndarray, metric: CountMetric, weight: np.ndarray,
+    start: float, max_passes: int,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Coordinate ascent from `start`, tags with the most positives first, each on the grid shrunk towards `start`
+    by its credibility `weight` (0: the tag keeps `start`); returns the thresholds and their per-image scores.
+
+    A step moves a tag only when the mean score of the whole matrix strictly improves, re-scored from per-image
+    true/false positive counts with only that tag's column changed."""
+    truth_per_image = y.sum(axis=1)
+    per_tag = np.full(p.shape[1], start)
+    predicted = (p >= per_tag) | forced
+    tp_image = (predicted & y).sum(axis=1)
+    fp_image = predicted.sum(axis=1) - tp_image
+    score = float(metric(tp_image, fp_image, truth_per_image - tp_image).mean())
+    for _ in range(max_passes):
+        moved = False
+        for j in np.argsort(-y.sum(axis=0), kind="stable"):
+            if weight[j] == 0:
+                continue
+            candidates = start + weight[j] * (grid - start)
+            column = (p[None, :, j] >= candidates[:, None]) | forced[None, :, j]  # (candidates, images)
+            tp_new = (tp_image - (predicted[:, j] & y[:, j]))[None] + (column & y[None, :, j])
+            fp_new = (fp_image - (predicted[:, j] & ~y[:, j]))[None] + (column & ~y[None, :, j])
+            scores = metric(tp_new, fp_new, truth_per_image[None] - tp_new).mean(axis=1)
+            if scores.max() <= score + _TIE:
+                continue
+            pick = _nearest_best(scores, candidates, per_tag[j])
+            per_tag[j], score, moved = candidates[pick], float(scores[pick]), True
+            predicted[:, j], tp_image, fp_image = column[pick], tp_new[pick], fp_new[pick]
+        if not moved:
+            break
+    return per_tag, metric(tp_image, fp_image, truth_per_image - tp_image)
+
+
 SIGNIFICANCE = 2.0  # per-tag thresholds are chosen only when they beat the global one by this many standard errors
 
 
@@ -166,53 +216,18 @@ def tune_thresholds(
         raise ValueError("probs contain NaN; thresholds cannot be tuned on them.")
     if classes is not None and len(classes) != p.shape[1]:
         raise ValueError(f"{len(classes)} classes for {p.shape[1]} probability columns.")
-    n_images, n_tags = p.shape
     forced = np.zeros_like(y)
     if keep_top:
-        forced[np.arange(n_images), p.argmax(axis=1)] = True
-    truth_per_image = y.sum(axis=1)
-
-    # 1. One threshold for all tags: every grid value at once, (grid, images, tags).
-    every = (p[None] >= grid[:, None, None]) | forced[None]
-    tp = (every & y[None]).sum(axis=2)
-    fp = every.sum(axis=2) - tp
-    per_image = metric(tp, fp, truth_per_image[None] - tp)
-    global_scores = per_image.mean(axis=1)
-    ties = np.flatnonzero(global_scores >= global_scores.max() - _TIE)
-    best = ties[len(ties) // 2]
-    global_threshold, global_score = float(grid[best]), float(global_scores[best])
-    global_per_image = per_image[best]
-
-    # 2-3. Coordinate ascent per tag on credibility-shrunk grids.
+        forced[np.arange(len(p)), p.argmax(axis=1)] = True
+    global_threshold, global_per_image = _global(p, y, forced, grid, metric)
+    global_score = float(global_per_image.mean())
     positives = y.sum(axis=0)
     m = float(min_positives if prior_positives is None else prior_positives)
     weight = np.where(positives >= min_positives, positives / np.maximum(positives + m, 1e-12), 0.0)
-    per_tag = np.full(n_tags, global_threshold)
-    predicted = (p >= per_tag) | forced
-    tp_image = (predicted & y).sum(axis=1)
-    fp_image = predicted.sum(axis=1) - tp_image
-    score = float(metric(tp_image, fp_image, truth_per_image - tp_image).mean())
-    for _ in range(max_passes):
-        moved = False
-        for j in np.argsort(-positives, kind="stable"):
-            if weight[j] == 0:
-                continue
-            candidates = global_threshold + weight[j] * (grid - global_threshold)
-            column = (p[None, :, j] >= candidates[:, None]) | forced[None, :, j]  # (candidates, images)
-            tp_rest = tp_image - (predicted[:, j] & y[:, j])
-            fp_rest = fp_image - (predicted[:, j] & ~y[:, j])
-            tp_new = tp_rest[None] + (column & y[None, :, j])
-            fp_new = fp_rest[None] + (column & ~y[None, :, j])
-            scores = metric(tp_new, fp_new, truth_per_image[None] - tp_new).mean(axis=1)
-            if scores.max() <= score + _TIE:
-                continue
-            pick = _nearest_best(scores, candidates, per_tag[j])
-            per_tag[j], score, moved = candidates[pick], float(scores[pick]), True
-            predicted[:, j], tp_image, fp_image = column[pick], tp_new[pick], fp_new[pick]
-        if not moved:
-            break
-    gain = metric(tp_image, fp_image, truth_per_image - tp_image) - global_per_image
-    gain_se = float(gain.std(ddof=1) / np.sqrt(n_images)) if n_images > 1 else 0.0
+    per_tag, per_image = _per_tag(p, y, forced, grid, metric, weight, global_threshold, max_passes)
+    score = float(per_image.mean())
+    gain = per_image - global_per_image
+    gain_se = float(gain.std(ddof=1) / np.sqrt(len(p))) if len(p) > 1 else 0.0
     return Thresholds(
         global_threshold=global_threshold,
         per_tag=per_tag,

@@ -11,5 +11,5 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "list_submissions": ".submissions", "submit": ".submissions",
     "offline_recipe": ".offline",
     "pack_weights": ".packs", "pack_wheels": ".packs",
-    "fanout": ".kernels", "push_kernel": ".kernels", "write_kernel": ".kernels",
+    "fanout": ".fanout", "push_kernel": ".kernels", "write_kernel": ".kernels",
 })  # fmt: skip

@@ -1,11 +1,8 @@
-"""Kaggle notebooks from the command line: push the offline notebook to run a recipe on Kaggle's GPUs, or fan an
-ensemble out over one notebook per member and ensemble their probabilities here.
+"""Kaggle notebooks from the command line: push the offline notebook to run a recipe on Kaggle's GPUs.
 
 The notebook (notebooks/kaggle_offline.ipynb) installs kagglekit from an attached wheels dataset and runs with
 internet off, as code competitions demand. Pushing writes a copy whose parameters cell carries the competition, the
-recipe's text and the datasets, next to the `kernel-metadata.json` the client reads. Fan-out works because members
-only meet through their saved probabilities: each notebook trains one member and leaves its probabilities in its
-output, which is downloaded into a local run folder laid out like any other run.
+recipe's text and the datasets, next to the `kernel-metadata.json` the client reads.
 """
 
 from __future__ import annotations
@@ -13,30 +10,17 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shlex
-import sys
-import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-
 from kagglekit import notebooks
-from kagglekit._io import timestamp, write_json
-from kagglekit.data.locate import locate_data
-from kagglekit.defaults import runs_dir as default_runs_dir
-from kagglekit.ensemble.probabilities import Probabilities
+from kagglekit._io import write_json
 from kagglekit.errors import KaggleError
 from kagglekit.kaggle.auth import Credentials, client_errors, find_credentials, kaggle_client
-from kagglekit.kaggle.packs import WEIGHTS_SLUG, WHEELS_SLUG, owner_of
-from kagglekit.pipeline.combine import ensemble_members
-from kagglekit.pipeline.data import labels_only
-from kagglekit.pipeline.members import MemberOutput
-from kagglekit.pipeline.write import SubmissionOutput, write_and_check
-from kagglekit.recipe import Recipe, load_recipe
+from kagglekit.kaggle.packs import WEIGHTS_SLUG, WHEELS_SLUG
+from kagglekit.recipe import load_recipe
 from kagglekit.registry import get_competition
-from kagglekit.runs import RunRecord
 
 if TYPE_CHECKING:
     from kaggle.api.kaggle_api_extended import KaggleApi
@@ -44,7 +28,6 @@ if TYPE_CHECKING:
 NOTEBOOK = Path(notebooks.__file__).parent / "kaggle_offline.ipynb"  # the repository's notebooks/
 KERNEL_METADATA = "kernel-metadata.json"
 SLUG_MAX = 50
-FINAL = {"complete", "error", "cancel_acknowledged"}  # kagglesdk KernelWorkerStatus names that end a session
 
 
 def _parameter(default: str, about: str) -> Any:
@@ -175,7 +158,7 @@ class Kernel:
     failure: str | None = None
 
 
-def _push(api: KaggleApi, credentials: Credentials, folder: Path, member: str | None = None) -> Kernel:
+def push_notebook(api: KaggleApi, credentials: Credentials, folder: Path, member: str | None = None) -> Kernel:
     metadata = json.loads((folder / KERNEL_METADATA).read_text())
     with client_errors(f"push the notebook in {folder}", credentials):
         response = api.kernels_push(str(folder))
@@ -201,146 +184,4 @@ def _push(api: KaggleApi, credentials: Credentials, folder: Path, member: str | 
 def push_kernel(folder: Path) -> Kernel:
     """Push a folder written by `write_kernel`; Kaggle saves a new version and starts running it."""
     credentials = find_credentials()
-    return _push(kaggle_client(credentials), credentials, Path(folder))
-
-
-# --- fan-out ---
-
-
-@dataclass
-class FanoutResult:
-    folder: Path
-    kernels: list[Kernel]
-    written: SubmissionOutput
-    notes: list[str] = field(default_factory=list)
-
-
-def _poll(api: KaggleApi, credentials: Credentials, kernels: list[Kernel]) -> None:
-    for kernel in kernels:
-        if kernel.status in FINAL:
-            continue
-        with client_errors(f"get the status of notebook {kernel.ref}", credentials):
-            response = api.kernels_status(kernel.ref)
-        kernel.status = response.status.name.lower()
-        kernel.failure = response.failure_message or None
-
-
-def _wait(
-    api: KaggleApi, credentials: Credentials, kernels: list[Kernel], poll_interval: float, timeout: float, console
-) -> None:
-    """Poll every session until each has ended, or fail at the timeout naming those still running."""
-    deadline = time.monotonic() + timeout
-    with console.status("Waiting for the notebooks on Kaggle…") as status:
-        while True:
-            _poll(api, credentials, kernels)
-            status.update("Kaggle: " + ", ".join(f"{k.member} {k.status}" for k in kernels))
-            if all(k.status in FINAL for k in kernels):
-                return
-            if time.monotonic() + poll_interval > deadline:
-                running = ", ".join(f"{k.member} ({k.status}, {k.url})" for k in kernels if k.status not in FINAL)
-                raise KaggleError(
-                    f"Still running on Kaggle after {timeout:.0f} s: {running}. Their outputs stay on Kaggle "
-                    "(`kaggle kernels output OWNER/SLUG -p DIR`)."
-                )
-            time.sleep(poll_interval)
-
-
-def _download(api: KaggleApi, credentials: Credentials, kernel: Kernel, folder: Path) -> tuple[Probabilities, ...]:
-    """The member's probabilities from the notebook's output, into `folder/members/<member>/` (the run layout);
-    only those files, never the model weights the session also saved."""
-    member = str(kernel.member)
-    pattern = rf"^members/{re.escape(member)}/(valid|test)_[A-Za-z0-9_.-]+$"
-    with client_errors(f"download the output of notebook {kernel.ref}", credentials):
-        api.kernels_output(kernel.ref, str(folder), file_pattern=pattern, force=True, quiet=True)
-    member_dir = folder / "members" / member
-    try:
-        return Probabilities.load(member_dir, "valid"), Probabilities.load(member_dir, "test")
-    except (OSError, ValueError, KeyError) as error:
-        raise KaggleError(
-            f"Member {member}: notebook {kernel.ref} finished but its output lacks its probabilities ({error}); "
-            f"its log is in {folder / (kernel.ref.split('/')[1] + '.log')} when Kaggle kept one."
-        ) from error
-
-
-def _refuse_sequential(recipe: Recipe) -> None:
-    sequential = [m.name for m in recipe.members if m.sampling == "loss"]
-    if sequential:
-        raise KaggleError(
-            f"Member(s) {', '.join(sequential)} of recipe {recipe.name!r} sample by the previous member's losses, so "
-            "the members cannot train apart; push the whole recipe with `kagglekit kaggle push-kernel`."
-        )
-
-
-def fanout(
-    competition: str,
-    recipe: str = "gpu",
-    *,
-    owner: str | None = None,
-    wheels_dataset: str | None = None,
-    weights_dataset: str | None = None,
-    data: Path | None = None,
-    runs_dir: Path | None = None,
-    submissions_dir: Path | None = None,
-    poll_interval: float = 60.0,
-    timeout: float = 12 * 3600.0,
-    console: Console | None = None,
-) -> FanoutResult:
-    """Push one notebook per ensemble member, wait for all, download their probabilities and ensemble them here.
-
-    The run folder `runs/<competition>/<stamp>_fanout-<recipe>/` holds the pushed notebooks (kernels/), each
-    member's probabilities (members/<name>/) and the ensemble, as a local run would; the checked submission goes
-    to `submissions/<competition>/`. The members' probabilities meet in the same stages as in a local run
-    (`ensemble_members`, `write_and_check`): with `data` (the competition's files here) the ensemble is scored on
-    the validation labels, multi-label thresholds are tuned, and the rows follow the sample submission; without it,
-    the recipe-weighted mean with 0.5 thresholds.
-    """
-    spec = get_competition(competition)
-    recipe_path = spec.recipe_path(recipe)
-    parsed = load_recipe(recipe_path)
-    _refuse_sequential(parsed)
-    labels = labels_only(spec, locate_data(spec, data)) if data else None  # a wrong --data fails before a push
-    console = console or Console()
-    credentials = find_credentials()
-    api = kaggle_client(credentials)
-    owner = owner_of(owner, credentials)
-    name = f"fanout-{parsed.name}"
-    folder = Path(runs_dir or default_runs_dir()) / spec.name / f"{timestamp()}_{name}"
-    config: dict[str, Any] = {"competition": spec.name, "recipe": parsed.to_dict(), "owner": owner}
-    record = RunRecord(folder, config={**config, "command": shlex.join(sys.argv)})
-    kernels: list[Kernel] = []
-    with record.step("push"):
-        for member in parsed.members:
-            kernel_folder = write_kernel(
-                folder / "kernels", spec.name, str(recipe_path), owner, wheels_dataset=wheels_dataset,
-                weights_dataset=weights_dataset, member=member.name,
-            )  # fmt: skip
-            kernels.append(_push(api, credentials, kernel_folder, member.name))
-            console.print(f"Pushed {member.name}: {kernels[-1].url}")
-        record.metrics["kernels"] = [asdict(k) for k in kernels]
-    with record.step("wait"):
-        _wait(api, credentials, kernels, poll_interval, timeout, console)
-        record.metrics["kernels"] = [asdict(k) for k in kernels]
-    failed = [k for k in kernels if k.status != "complete"]
-    if failed:
-        record.status = "failed on Kaggle"
-        record.save()
-        raise KaggleError(
-            "Notebook(s) failed on Kaggle: "
-            + "; ".join(f"member {k.member} ({k.url}): {k.status}: {k.failure or 'no message'}" for k in failed)
-        )
-    with record.step("download"):
-        outputs = [_download(api, credentials, k, folder) for k in kernels]
-    members = [MemberOutput(m.name, valid, test, m.weight, m.arch) for m, (valid, test) in zip(parsed.members,
-               outputs, strict=True)]  # fmt: skip
-    with record.step("ensemble"):
-        ensemble = ensemble_members(members, parsed, labels or spec)
-        ensemble.save(folder / "ensemble")
-    with record.step("submission"):
-        written = write_and_check(ensemble, labels, name, submissions_dir, folder)
-        record.artifact("submission", written.path)
-        record.metrics["submission_check"] = written.check.to_dict()
-    notes = [*ensemble.notes, *([] if labels else ["no --data: the ids were not compared with the sample submission"])]
-    record.notes.extend(notes)
-    record.status = "finished" if written.check.ok else "finished: submission check failed"
-    record.save()
-    return FanoutResult(folder, kernels, written, notes)
+    return push_notebook(kaggle_client(credentials), credentials, Path(folder))

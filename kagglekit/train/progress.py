@@ -27,7 +27,8 @@ class EpochLine(Callback):
 
     def after_epoch(self) -> None:
         names = [n for n in self.recorder.metric_names[1:] if n != "time"]
-        values = ", ".join(f"{n} {v:.4g}" for n, v in zip(names, self.recorder.values[-1], strict=False) if v is not None)
+        pairs = zip(names, self.recorder.values[-1], strict=False)
+        values = ", ".join(f"{n} {v:.4g}" for n, v in pairs if v is not None)
         seconds = time.perf_counter() - self.started
         log.info("%s epoch %d/%d: %s (%.0f s)", self.member, self.epoch + 1, self.n_epoch, values, seconds)
 
