@@ -19,15 +19,23 @@ app = typer.Typer(
 )
 
 
+class _PlainFormatter(logging.Formatter):
+    """For pipes and logs: the message alone, warnings and errors marked, nothing padded."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record)
+        return message if record.levelno < logging.WARNING else f"{record.levelname.lower()}: {message}"
+
+
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show debug logging.")] = False) -> None:
     fit_output()
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(message)s",
-        handlers=[RichHandler(console=console, show_path=False, show_time=False)],
-        force=True,
-    )
+    if console.is_terminal:
+        handler: logging.Handler = RichHandler(console=console, show_path=False, show_time=False)
+    else:
+        handler = logging.StreamHandler(console.file)
+        handler.setFormatter(_PlainFormatter("%(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True)
     for noisy in ("PIL", "fsspec", "matplotlib", "h5py", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

@@ -3,39 +3,31 @@
 from __future__ import annotations
 
 import logging
-import time
+from collections.abc import Sequence
 
-from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback
-from fastai.learner import Learner, Recorder
+from fastai.learner import Learner
 
 from kagglekit._output import interactive
 
 log = logging.getLogger(__name__)
 
 
-class EpochLine(Callback):
-    """Logs `<name> epoch 3/6: train_loss 0.912, valid_loss 1.034, label_accuracy 0.612 (14 s)` after each epoch."""
+def show_progress(learn: Learner, member: str) -> None:
+    """Keep fastai's bars for a terminal or notebook; otherwise log one line per epoch instead, e.g.
+    `m epoch 3/6: train_loss 0.912, valid_loss 1.034, label_accuracy 0.612 (00:14)`.
 
-    order = Recorder.order + 1  # after the recorder has the epoch's values
-
-    def __init__(self, member: str):
-        self.member = member
-
-    def before_epoch(self) -> None:
-        self.started = time.perf_counter()
-
-    def after_epoch(self) -> None:
-        names = [n for n in self.recorder.metric_names[1:] if n != "time"]
-        pairs = zip(names, self.recorder.values[-1], strict=False)
-        values = ", ".join(f"{n} {v:.4g}" for n, v in pairs if v is not None)
-        seconds = time.perf_counter() - self.started
-        log.info("%s epoch %d/%d: %s (%.0f s)", self.member, self.epoch + 1, self.n_epoch, values, seconds)
-
-
-def show_progress(learn: Learner, name: str) -> None:
-    """Keep fastai's bars for a terminal or notebook; otherwise one line per epoch instead."""
+    The line goes through `learn.logger`, which fastai's recorder calls once per training epoch (and never while
+    predicting), the hook fastai's own progress bar uses for its table.
+    """
     if interactive():
         return
     learn.remove_cb(ProgressCallback)
-    learn.add_cb(EpochLine(name))
+
+    def epoch_line(values: Sequence) -> None:
+        named = dict(zip(learn.recorder.metric_names, values, strict=False))
+        epoch, took = named.pop("epoch"), named.pop("time", "")
+        scores = ", ".join(f"{name} {value:.4g}" for name, value in named.items() if isinstance(value, float))
+        log.info("%s epoch %d/%d: %s (%s)", member, epoch + 1, learn.n_epoch, scores, took)
+
+    learn.logger = epoch_line
