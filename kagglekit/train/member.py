@@ -20,6 +20,7 @@ from kagglekit.train.distributed import distributed, is_main_process
 from kagglekit.train.heads import make_heads
 from kagglekit.train.learner import apply_precision, create_learner
 from kagglekit.train.loaders import make_dataloaders
+from kagglekit.train.lr_find import resolve_lr
 from kagglekit.train.progress import show_progress
 from kagglekit.train.schedule import accumulation_callbacks, schedule
 
@@ -61,6 +62,7 @@ def train_member(
     notes = apply_precision(learn, member)
     for note in notes:
         log.info(note)
+    member = resolve_lr(learn, member, out_dir, callbacks)  # lr = "find": fastai's lr_find on this fresh learner
     state = resume(learn, out_dir)
     if state.phase >= 0:
         log.info("Resuming %s after epoch %d of phase %d", member.name, state.epoch + 1, state.phase + 1)
