@@ -1,7 +1,8 @@
 """`run`: the whole job, as a short composition of the public stages a notebook can call one by one.
 
-locate data -> `prepare_data` -> `fit_members` (splits, training, TTA) -> `ensemble_members` (weights,
-thresholds) -> `write_and_check`; the run record (`run.json`) is saved after every step.
+locate data -> `prepare_data` (+ the user's label corrections) -> `fit_members` (splits, training, TTA) ->
+`ensemble_members` (weights, thresholds) -> `write_and_check` -> `write_report`; the run record (`run.json`) is
+saved after every step.
 """
 
 from __future__ import annotations
@@ -16,15 +17,18 @@ import pandas as pd
 
 from kagglekit._io import write_csv, write_json
 from kagglekit.competition import Competition
+from kagglekit.data.corrections import read_corrections
 from kagglekit.data.locate import locate_data
 from kagglekit.defaults import runs_dir as default_runs_dir
 from kagglekit.kaggle.notebook import publish_submission
 from kagglekit.pipeline.combine import EnsembleOutput, ensemble_members
-from kagglekit.pipeline.data import Data, prepare_data
+from kagglekit.pipeline.data import Data, corrected, prepare_data
 from kagglekit.pipeline.members import MemberOutput, fit_members
 from kagglekit.pipeline.write import SubmissionOutput, write_and_check
 from kagglekit.recipe import Recipe, load_recipe
 from kagglekit.registry import get_competition
+from kagglekit.report.build import write_report
+from kagglekit.report.run_files import lr_found
 from kagglekit.runs import RunRecord, config_key, run_folder
 from kagglekit.samples.writer import ensure_sample
 from kagglekit.submission.build import score_submission
@@ -44,6 +48,7 @@ class RunResult:
     written: SubmissionOutput | None = None
     test_score: float | None = None  # against --answers (or the sample's hidden answers)
     notes: list[str] = field(default_factory=list)
+    report: Path | None = None  # report.html in the run folder
 
     @property
     def metric(self) -> str:
@@ -59,16 +64,35 @@ class RunResult:
 
 
 def _open_record(competition: Competition, recipe: Recipe, data_dir: Path, answers: Path | None, sample: bool,
-                 runs_dir: Path, name: str, fresh: bool) -> RunRecord:  # fmt: skip
-    """The run's record in a new folder, or in the unfinished run of the same configuration (resume)."""
+                 runs_dir: Path, name: str, fresh: bool, corrections: Path | None = None) -> RunRecord:  # fmt: skip
+    """The run's record in a new folder, or in the unfinished run of the same configuration (resume). The marked
+    rows of `corrections` are part of the configuration (and of run.json), so a corrected run is a new run."""
     config = {"competition": competition.name, "data_dir": str(data_dir.resolve()), "sample": sample,
               "answers": str(answers) if answers else None, "recipe": recipe.to_dict()}  # fmt: skip
+    extra = {"command": shlex.join(sys.argv)}
+    if corrections is not None:
+        marked = read_corrections(corrections)
+        config["corrections"] = marked.to_dict(orient="records")  # id, action, label, line
+        extra["corrections_file"] = str(Path(corrections).resolve())
     key = config_key(config)
     with main_process_first():  # rank 0 creates the run folder; the other ranks resume that same folder
         folder = run_folder(runs_dir, competition.name, name, key, fresh and is_main_process())
-        record = RunRecord(folder, config={**config, "command": shlex.join(sys.argv)}, config_key=key)
+        record = RunRecord(folder, config={**config, **extra}, config_key=key)
         record.save()
     return record
+
+
+def _correct(record: RunRecord, data: Data) -> Data:
+    """The data with the run's recorded label corrections applied to its training table (the files untouched)."""
+    if "corrections" not in record.config:
+        return data
+    data, changed = corrected(data, record.config["corrections"])
+    write_csv(record.artifact("corrections", record.folder / "corrections_applied.csv"), changed)
+    counts = changed["action"].value_counts()
+    record.metrics["corrections"] = {action: int(counts.get(action, 0)) for action in ("exclude", "relabel")}
+    record.notes.append(f"corrections applied: {counts.get('exclude', 0)} training rows excluded, "
+                        f"{counts.get('relabel', 0)} relabelled; see corrections_applied.csv")  # fmt: skip
+    return data
 
 
 def _record_data(record: RunRecord, data: Data) -> None:
@@ -92,11 +116,19 @@ def _record_results(record: RunRecord, members: list[MemberOutput], ens: Ensembl
     for m in members:
         record.metrics.setdefault("members", {})[m.name] = {
             f"valid_{metric}": m.valid_score, "valid_rows": m.valid_rows, "valid_accuracy_no_tta": m.task_scores,
-            "train_seconds": m.train_seconds, "reused": m.reused,
+            "train_seconds": m.train_seconds, "reused": m.reused, f"valid_{metric}_tta": m.tta_score,
+            f"valid_{metric}_no_tta": m.plain_score, "tta_gain": m.tta_gain, "tta_used": m.tta_used,
+            f"constant_prediction_{metric}": m.prior_score, "broken": m.broken, "in_ensemble": m.name in ens.members,
+            "lr_found": lr_found(record.folder / "members" / m.name),
         }  # fmt: skip
         record.artifact(f"member:{m.name}", record.folder / "members" / m.name)
+    record.metrics["ensemble_members"], record.metrics["excluded_members"] = ens.members, ens.excluded
+    if ens.best_member is not None:
+        record.metrics["best_member"] = {"name": ens.best_member[0], f"valid_{metric}": ens.best_member[1]}
+    if ens.score_no_tta is not None:
+        record.metrics[f"ensemble_valid_{metric}_no_tta"] = ens.score_no_tta
     if ens.tuned_weights:
-        record.metrics["tuned_ensemble_weights"] = dict(zip([m.name for m in members], ens.weights, strict=True))
+        record.metrics["tuned_ensemble_weights"] = dict(zip(ens.members, ens.weights, strict=True))
     if ens.thresholds is not None:
         write_json(record.artifact("thresholds", record.folder / "thresholds.json"), ens.thresholds.to_dict())
         record.metrics["thresholds"] = {"chosen": ens.thresholds.chosen,
@@ -117,13 +149,18 @@ def run(
     submissions_dir: Path | None = None,
     name: str | None = None,
     fresh: bool = False,
+    corrections: Path | None = None,
+    report: bool = True,
 ) -> RunResult:
-    """Locate data, split, train every member, TTA, ensemble, write and check the submission.
+    """Locate data, split, train every member, TTA, ensemble, write and check the submission, write the report.
 
     `data` is the competition's folder (or one up to two levels above it); `sample` uses the bundled synthetic
     sample and scores against its hidden answers (as `answers` does for any CSV of test answers). Re-running
-    the same call after an interruption continues the unfinished run (`fresh` starts a new one). Raises a
-    `KagglekitError` subclass for anything the user can fix, before training where it can be found then.
+    the same call after an interruption continues the unfinished run (`fresh` starts a new one).
+    `corrections` is a CSV of `id,action,label` rows (`exclude` or `relabel`) applied to the training table in
+    memory and recorded in run.json; the data files are never edited. `report` writes `report.html` in the run
+    folder. Raises a `KagglekitError` subclass for anything the user can fix, before training where it can be
+    found then.
     """
     competition = get_competition(competition) if isinstance(competition, str) else competition
     recipe = load_recipe(competition.recipe_path(str(recipe)))
@@ -133,10 +170,10 @@ def run(
         data, answers = sampled.data_dir, answers or sampled.answers
     data_dir = locate_data(competition, data)
     record = _open_record(competition, recipe, data_dir, answers, sample, Path(runs_dir or default_runs_dir()),
-                          name or recipe.name, fresh)  # fmt: skip
+                          name or recipe.name, fresh, corrections)  # fmt: skip
     result = RunResult(competition, record.folder)
     with record.step("prepare_data"), main_process_first():  # rank 0 fills the image cache
-        prepared = prepare_data(competition, data_dir)
+        prepared = _correct(record, prepare_data(competition, data_dir))
         _record_data(record, prepared)
     result.members = fit_members(recipe, prepared, record.folder, record)
     if not is_main_process():
@@ -160,4 +197,7 @@ def run(
     result.notes = list(result.ensemble.notes)
     record.status = "finished" if result.check.ok else "finished: submission check failed"
     record.save()
+    if report:
+        with record.step("report"):
+            result.report = record.artifact("report", write_report(record.folder, prepared))
     return result
