@@ -40,3 +40,26 @@ def paddy():
 def paddy_sample(tmp_path_factory, paddy) -> SampleData:
     """About 90 training and 24 test images in the real Paddy Doctor layout."""
     return write_sample(paddy, tmp_path_factory.mktemp("paddy-sample"), seed=1, n_train=80, n_test=24)
+
+
+@pytest.fixture(scope="session")
+def colours_sample(tmp_path_factory):
+    """64 training and 16 test images of the colours test plug-in, 4 of the training rows labelled wrong."""
+    from colours import colours, plant_wrong_labels
+
+    sample = write_sample(colours(), tmp_path_factory.mktemp("colours-sample"), seed=1, n_train=64, n_test=16)
+    return sample, plant_wrong_labels(sample.data_dir, 4)
+
+
+@pytest.fixture(scope="session")
+def colours_run(tmp_path_factory, colours_sample):
+    """One finished run on the colours sample (see colours.RECIPE), shared by the report, guard and review tests."""
+    from colours import RECIPE, colours
+
+    from kagglekit.pipeline.job import run
+
+    folder = tmp_path_factory.mktemp("colours-run")
+    (folder / "recipe.toml").write_text(RECIPE)
+    sample, _ = colours_sample
+    return run(colours(), folder / "recipe.toml", data=sample.data_dir, answers=sample.answers,
+               runs_dir=folder / "runs", submissions_dir=folder / "subs")  # fmt: skip
