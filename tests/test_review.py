@@ -62,20 +62,21 @@ def test_the_contact_sheet_shows_the_top_rows(reviewed):
     assert f"#1 {review['id'][0]}" in page.all_text and "--corrections" in page.all_text
 
 
-def test_with_folds_the_evidence_is_out_of_fold():
+def test_with_folds_the_evidence_is_out_of_fold_and_disagreements_come_first():
     ids = [f"r{i}" for i in range(6)]
     labels = ["red", "red", "blue", "blue", "green", "green"]
     probs = np.array([[0.05, 0.05, 0.85, 0.05], [0.1, 0.1, 0.7, 0.1], [0.9, 0.03, 0.04, 0.03],
-                      [0.1, 0.1, 0.6, 0.2], [0.3, 0.4, 0.2, 0.1], [0.05, 0.05, 0.05, 0.85]])  # fmt: skip
+                      [0.3, 0.05, 0.35, 0.3], [0.25, 0.26, 0.25, 0.24], [0.05, 0.05, 0.05, 0.85]])  # fmt: skip
     valid = Probabilities(ids, {"colour": probs.astype(np.float32)}, {"colour": CLASSES})
     saved = {f"fold{k}": {"member": {"weight": 1.0}} for k in range(2)}
     member = MemberFiles("k", Path("."), saved, valid, valid, None, {"in_ensemble": True})
     train = pd.DataFrame({"id": ids, "colour": labels, "path": ""})
     none = pd.DataFrame(columns=["id", "path"])
     data = Data(colours(), Items(Path("."), train, none, none, none), {"colour": CLASSES}, none)
-    review = review_labels(RunFiles(Path("."), {}, [member], None, None, None), data)
+    review = review_labels(RunFiles(Path("."), {}, [member], None, None, None), data).set_index("id")
     assert (review["split"] == "out-of-fold").all()
-    # r5 (green, predicted yellow at 0.85) and r3 (blue, predicted red at 0.6) are wrong, the most confident first
-    assert review["id"].tolist()[:2] == ["r5", "r3"] and review["wrong"].tolist() == [True, True, False, False,
-                                                                                       False, False]  # fmt: skip
-    assert review.set_index("id").at["r5", "probability"] == pytest.approx(0.85)
+    # r5 (green, predicted yellow at 0.85) and r3 (blue, predicted red at 0.35) disagree with their labels; r4 is
+    # right but unsure (green at 0.26): its loss (1.35) beats r3's (1.20), yet it comes after every disagreement
+    assert review.index.tolist()[:3] == ["r5", "r3", "r4"] and review["wrong"].sum() == 2
+    assert review.at["r4", "loss"] > review.at["r3", "loss"]
+    assert review.at["r5", "probability"] == pytest.approx(0.85) and review.at["r5", "predicted_label"] == "yellow"
