@@ -12,8 +12,20 @@ from PIL import Image
 # connections (updates, sync) that a closed network refuses, many at a time.
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]  # fmt: skip
-DECODE_ALL = "Promise.all(Array.from(document.images).map(i => i.decode().then(() => [i.alt, i.naturalWidth], " \
-             "() => [i.alt, 0])))"  # fmt: skip
+# Each image decoded and drawn on a canvas: its size, and whether its last row has any opaque pixel (every plot and
+# thumbnail is opaque; a truncated or corrupt file leaves the part it could not decode transparent).
+DECODE_ALL = """
+Promise.all(Array.from(document.images).map(async (image) => {
+  try { await image.decode(); } catch (error) { return [image.alt, 0, false]; }
+  const canvas = document.createElement("canvas");
+  canvas.width = image.naturalWidth;
+  canvas.height = image.naturalHeight;
+  const context = canvas.getContext("2d");
+  context.drawImage(image, 0, 0);
+  const row = context.getImageData(0, canvas.height - 1, canvas.width, 1).data;
+  return [image.alt, image.naturalWidth, row.some((value, i) => i % 4 === 3 && value > 0)];
+}))
+"""
 
 
 @pytest.mark.slow
@@ -36,7 +48,7 @@ def test_the_report_renders_in_headless_chromium(colours_run, tmp_path):
         browser.close()
     assert problems == []
     assert [url for url in requests if not url.startswith(("file:", "data:"))] == []  # nothing fetched: offline
-    assert len(images) >= 8 and all(width > 0 for _, width in images), images
+    assert len(images) >= 8 and all(width > 0 and whole for _, width, whole in images), images
     assert title == "kagglekit report: colours"
     with Image.open(tmp_path / "report.png") as shot:
         assert shot.width == 1280 and shot.height > 3000  # the whole page, every section laid out
