@@ -41,6 +41,23 @@ class Judged:
     multi: bool
     delim: str
 
+    @property
+    def probability(self) -> np.ndarray:
+        """The probability of each predicted label: its class's (single-label), or the predicted tag set's as
+        independent tags (multi-label: the product of p for the predicted tags and 1 - p for the others)."""
+        if not self.multi:
+            return self.probs[np.arange(len(self.ids)), [self.classes.index(p) for p in self.predicted]]
+        predicted = np.array([[c in set(p.split()) for c in self.classes] for p in self.predicted], dtype=bool)
+        return np.where(predicted, self.probs, 1 - self.probs).prod(axis=1)
+
+    @property
+    def wrong(self) -> np.ndarray:
+        """Whether each prediction differs from the given label (as tag sets for multi-label)."""
+        if self.multi:
+            return np.array([set(t.split(self.delim)) - {""} != set(p.split())
+                             for t, p in zip(self.truth, self.predicted, strict=True)])  # fmt: skip
+        return np.array([t != p for t, p in zip(self.truth, self.predicted, strict=True)])
+
 
 def judge(probs: Probabilities, data: Data, cutoffs: np.ndarray | float = 0.5) -> Judged:
     """The rows of `probs` (validation probabilities of training rows) against their labels, decided exactly as the
@@ -154,17 +171,11 @@ def top_losses(run: RunFiles, data: Data, j: Judged) -> str:
     loss (`kagglekit review` ranks every training row this way)."""
     grey = data.competition.images == "dicom"
     paths = data.items.train.set_index("id")["path"]
+    probability, wrong = j.probability, j.wrong
     cards = []
     for row in np.argsort(-j.losses, kind="stable")[:GALLERY]:
-        if j.multi:
-            given = set(j.truth[row].split(j.delim)) - {""}
-            lines = [f"true: {j.truth[row]}", f"predicted: {j.predicted[row]}"]
-            wrong = given != set(j.predicted[row].split())
-        else:
-            p_pred = j.probs[row, j.classes.index(j.predicted[row])]
-            lines = [f"true: {j.truth[row]}", f"predicted: {j.predicted[row]} ({p_pred:.2f})"]
-            wrong = j.truth[row] != j.predicted[row]
-        lines.append(f"loss {j.losses[row]:.3f}")
-        cards.append(card(thumbnail(paths[j.ids[row]], grey), j.ids[row], lines, wrong))
+        lines = [f"true: {j.truth[row]}", f"predicted: {j.predicted[row]} ({probability[row]:.2f})",
+                 f"loss {j.losses[row]:.3f}"]  # fmt: skip
+        cards.append(card(thumbnail(paths[j.ids[row]], grey), j.ids[row], lines, bool(wrong[row])))
     return paragraph(f"The {len(cards)} validation images with the highest loss under the ensemble "
                      "(red: the prediction is wrong).") + grid(cards)  # fmt: skip

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from kagglekit._io import atomic_write, write_csv
 from kagglekit.ensemble.combine import mean_probabilities
 from kagglekit.ensemble.probabilities import Probabilities
 from kagglekit.pipeline.data import Data
-from kagglekit.report.analysis import Judged, judge
+from kagglekit.report.analysis import judge
 from kagglekit.report.html import card, grid, page, paragraph, thumbnail
 from kagglekit.report.run_files import MemberFiles, RunFiles, load_run, run_data
 
@@ -54,15 +53,6 @@ def _seen(run: RunFiles, data: Data, held_out: set[str], device: str | None) -> 
     return predict_run(run.folder, rows["path"].tolist(), device=device, ids=rows["id"].tolist())
 
 
-def _probability(j: Judged) -> np.ndarray:
-    """The probability of the predicted label: its class's (single-label), or the predicted tag set's as
-    independent tags (multi-label: the product of p for predicted tags and 1 - p for the others)."""
-    if not j.multi:
-        return j.probs[np.arange(len(j.ids)), [j.classes.index(p) for p in j.predicted]]
-    predicted = np.array([[c in set(p.split()) for c in j.classes] for p in j.predicted])
-    return np.where(predicted, j.probs, 1 - j.probs).prod(axis=1)
-
-
 def review_labels(run: RunFiles, data: Data, device: str | None = None) -> pd.DataFrame:
     """Every training row of `data`, most likely mislabelled first: `rank, id, given_label, predicted_label,
     probability, loss, split, wrong, action, label` (`wrong`: the prediction differs from the given label; the
@@ -84,13 +74,9 @@ def review_labels(run: RunFiles, data: Data, device: str | None = None) -> pd.Da
             probs, splits = probs.concat(seen), {**splits, **dict.fromkeys(seen.ids, SEEN)}
     j = judge(probs, data, cutoffs)
     frame = pd.DataFrame({"id": j.ids, "given_label": j.truth, "predicted_label": j.predicted,
-                          "probability": _probability(j).round(4), "loss": j.losses.round(4),
-                          "split": [splits[i] for i in j.ids]})  # fmt: skip
-    if j.multi:
-        wrong = [set(t.split(j.delim)) - {""} != set(p.split()) for t, p in zip(j.truth, j.predicted, strict=True)]
-    else:
-        wrong = [t != p for t, p in zip(j.truth, j.predicted, strict=True)]
-    frame = frame.assign(wrong=wrong).sort_values(["wrong", "loss"], ascending=[False, False], kind="stable")
+                          "probability": j.probability.round(4), "loss": j.losses.round(4),
+                          "split": [splits[i] for i in j.ids], "wrong": j.wrong})  # fmt: skip
+    frame = frame.sort_values(["wrong", "loss"], ascending=[False, False], kind="stable")
     frame = frame.reset_index(drop=True)
     frame.insert(0, "rank", range(1, len(frame) + 1))
     return frame.assign(action="", label="")
