@@ -8,4 +8,5 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "load_splits": ".splits", "make_folds": ".splits", "make_splits": ".splits", "save_splits": ".splits",
     "PreparedItems": ".images", "input_channels": ".images", "open_grey16": ".images", "prepare_images": ".images",
     "cache_dicoms": ".dicom", "load_cached": ".dicom", "read_dicom": ".dicom",
+    "apply_corrections": ".corrections", "read_corrections": ".corrections",
 })  # fmt: skip

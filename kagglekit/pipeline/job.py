@@ -156,11 +156,9 @@ def run(
 
     `data` is the competition's folder (or one up to two levels above it); `sample` uses the bundled synthetic
     sample and scores against its hidden answers (as `answers` does for any CSV of test answers). Re-running
-    the same call after an interruption continues the unfinished run (`fresh` starts a new one).
-    `corrections` is a CSV of `id,action,label` rows (`exclude` or `relabel`) applied to the training table in
-    memory and recorded in run.json; the data files are never edited. `report` writes `report.html` in the run
-    folder. Raises a `KagglekitError` subclass for anything the user can fix, before training where it can be
-    found then.
+    the same call after an interruption continues the unfinished run (`fresh` starts a new one). `corrections`:
+    a CSV of `id,action,label` rows applied to the training table in memory (see `apply_corrections`). Raises a
+    `KagglekitError` subclass for anything the user can fix, before training where it can be found then.
     """
     competition = get_competition(competition) if isinstance(competition, str) else competition
     recipe = load_recipe(competition.recipe_path(str(recipe)))

@@ -10,5 +10,6 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "accumulation_callbacks": ".schedule", "Phase": ".schedule",
     "clear_checkpoint": ".checkpoint", "history_scores": ".checkpoint",
     "weights_file": ".weights",
+    "LRFinding": ".lr_find", "find_lr": ".lr_find", "lr_find_member": ".lr_find",
     "PRESETS": ".augment", "batch_transforms": ".augment",
 })  # fmt: skip
