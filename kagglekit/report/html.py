@@ -29,7 +29,8 @@ img.plot { max-width: 100%; height: auto; display: block; margin: 0.5rem 0 1rem;
 .note { border-left: 4px solid #d4a017; background: #fff8e1; padding: 0.4rem 0.8rem; margin: 0.4rem 0; }
 .bad { border-left-color: #c62828; background: #ffebee; } .ok { border-left-color: #2e7d32; background: #e8f5e9; }
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(180px, 1fr)); gap: 0.8rem; }
-.card { border: 1px solid #ddd; border-radius: 6px; padding: 0.4rem; font-size: 0.8rem; background: #fafafa; }
+.card { border: 1px solid #ddd; border-radius: 6px; padding: 0.4rem; font-size: 0.8rem; background: #fafafa;
+        overflow-wrap: anywhere; }
 .card img { width: 100%; height: 150px; object-fit: contain; background: #222; border-radius: 4px; }
 .card.wrong { border: 2px solid #c62828; } .card b { font-size: 0.85rem; } .muted { color: #777; }
 """

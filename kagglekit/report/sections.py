@@ -47,7 +47,8 @@ def overview(run: RunFiles, data: Data) -> str:
     if (submission := run.record.get("artifacts", {}).get("submission")) is not None:
         check = m.get("submission_check", {})
         rows.append(("submission", f"{submission} ({'passed' if check.get('ok') else 'FAILED'} the checks)"))
-    warnings = [n for n in run.record.get("notes", []) if "broken" in n or "below its best" in n]
+    guards = ("broken", "below its best", "no better than")  # the notes of kagglekit.pipeline.combine's guards
+    warnings = [n for n in run.record.get("notes", []) if any(guard in n for guard in guards)]
     others = [n for n in run.record.get("notes", []) if n not in warnings]
     return notes(warnings, "bad") + notes(others) + table(pd.DataFrame(rows, columns=["what", "value"]))
 
