@@ -4,7 +4,8 @@
    label's folder, as a mislabelled Paddy Doctor image would be); after `kagglekit run` with the `sample` recipe,
    `review` ranks every training row. Reported: how many planted rows are in the top k (k = the number planted)
    and in the top 2k, against what a random order would give.
-2. Guards: the ensemble's validation accuracy with broken members left out (the default) and kept
+2. Guards: the recipe gets a third member trained at a learning rate of 10 for 2 epochs (it learns nothing);
+   the ensemble's validation accuracy with broken members left out (the default) and kept
    (`keep_broken_members = true`), side by side from the same trained members, and each member's score, TTA gain
    and constant-prediction score.
 3. lr_find on the first member's real loaders: valley and slide, against the recipe's rate.
@@ -34,6 +35,14 @@ from kagglekit.samples import write_sample
 from kagglekit.train.lr_find import lr_find_member
 
 RESULTS = Path(__file__).parent / "results" / "what_goes_wrong.txt"
+BROKEN = """
+[[members]]
+name = "broken-lr10"
+arch = "resnet10t"
+resize = "squish"
+lr = 10.0
+epochs = 2
+"""
 
 
 def plant(data_dir: Path, share: float, seed: int) -> dict[str, str]:
@@ -68,16 +77,19 @@ def main() -> None:
         lines.append(line)
 
     paddy = get_competition("paddy")
-    recipe_path = paddy.recipe_path("sample")
     with tempfile.TemporaryDirectory() as tmp:
+        recipe_path = Path(tmp) / "sample-and-broken.toml"
+        recipe_path.write_text(paddy.recipe_path("sample").read_text() + BROKEN)
         sample = write_sample(paddy, Path(tmp) / "data", seed=args.seed, n_train=args.n_train, n_test=100)
         planted = plant(sample.data_dir, args.planted, args.seed)
         result = run(paddy, recipe_path, data=sample.data_dir, answers=sample.answers, runs_dir=Path(tmp) / "runs",
                      submissions_dir=Path(tmp) / "subs")  # fmt: skip
         data = run_data(result.folder)
         recipe = load_recipe(recipe_path)
-        say(f"paddy sample: {len(data.items.train)} training rows, {len(planted)} labels planted wrong "
-            f"(seed {args.seed}); recipe sample ({', '.join(m.name for m in recipe.members)})")  # fmt: skip
+        say(
+            f"paddy sample: {len(data.items.train)} training rows, {len(planted)} labels planted wrong "
+            f"(seed {args.seed}); recipe sample + a member at lr 10 ({', '.join(m.name for m in recipe.members)})"
+        )
 
         say("\n## guards (validation accuracy)")
         for m in result.members:
