@@ -63,5 +63,8 @@ def print_check(report: CheckReport) -> None:
             shift = "-" if c.shift is None else f"{c.shift:.3f}"
             table.add_row(escape(c.prior.name), str(c.common), agreement, shift, changes)
         console.print(table)
+    for prior, reason in report.not_compared:
+        console.print(f"[dim]not compared with {escape(prior.name)}: {escape(reason)}[/]")
     if report.ok:
-        console.print(f"[green]✓[/] {escape(report.path.name)} passed the submission checks")
+        warned = f" with {len(report.warnings)} warning(s) above" if report.warnings else ""
+        console.print(f"[green]✓[/] {escape(report.path.name)} passed the submission checks{warned}")
