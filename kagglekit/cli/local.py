@@ -121,12 +121,12 @@ def check(
 ) -> None:
     """Validate a submission (columns, ids, rows, values) and compare it with earlier submissions.
 
-    Repeat --against for each earlier file.
+    Repeat --against for each earlier file; files made for other test images are listed, not compared.
     """
     from kagglekit.submission.checks import check_submission
 
     if not file.is_file():
-        raise DataError(f"{file}: no such file.")
+        raise DataError(f"{file}: {'a folder, not a submission file' if file.is_dir() else 'no such file'}.")
     report = check_submission(file, get_competition(competition), sample_submission, against=against or [])
     print_check(report)
     if not report.ok:
