@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from kagglekit.cli.common import console, print_check
+from kagglekit.cli.common import console, print_check, print_table
 from kagglekit.errors import DataError
 from kagglekit.registry import get_competition, list_competitions
 
@@ -97,7 +97,7 @@ def _print_result(result: RunResult) -> None:
     score = "no honest score" if ens.score is None else f"[bold]{ens.score:.4f}[/]"
     how = f"weights {ens.weights} (tuned)" if ens.tuned_weights else "mean of probabilities"
     table.add_row("[bold]ensemble[/]", how, str(ens.rows), score, "", "")
-    console.print(table)
+    print_table(table)
     if ens.thresholds is not None:
         t = ens.thresholds
         console.print(
