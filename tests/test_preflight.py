@@ -194,3 +194,11 @@ def test_answers_are_checked_before_training(paddy_sample, recipe, tmp_path):
 def test_a_name_that_cannot_name_a_file(paddy_sample, recipe, tmp_path, name):
     status, output, _ = _run(tmp_path, paddy_sample.data_dir, recipe, "--name", name)
     assert status == 2 and f"--name {name!r}" in _error_line(output)
+
+
+def test_a_sample_into_a_folder_that_cannot_be_written(tmp_path):
+    (tmp_path / "taken").write_text("a file where the folder should be")
+    result = CliRunner().invoke(app, ["sample", "paddy", str(tmp_path / "taken"), "--n-train", "10", "--n-test", "2"])
+    assert result.exit_code == 2
+    assert _error_line(result.output) == (f"error: DEST {tmp_path / 'taken'}: cannot write there (a file is in the "
+                                          "way). Choose a writable folder with DEST.")  # fmt: skip

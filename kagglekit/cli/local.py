@@ -39,8 +39,10 @@ def sample(
     n_test: Annotated[int, typer.Option(help="Number of test images.")] = 150,
 ) -> None:
     """Write a small synthetic dataset in the competition's exact file layout (answers kept beside it)."""
+    from kagglekit.pipeline.preflight import check_writable
     from kagglekit.samples.writer import write_sample
 
+    check_writable(dest, "DEST")
     data = write_sample(get_competition(competition), dest, seed=seed, n_train=n_train, n_test=n_test)
     console.print(f"Competition files: {data.data_dir}\nHidden test answers: {data.answers}")
 

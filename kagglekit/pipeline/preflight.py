@@ -37,7 +37,7 @@ _WHY = {
 }  # fmt: skip
 
 
-def _writable(folder: Path, option: str) -> None:
+def check_writable(folder: Path, option: str) -> None:
     """Create `folder` if needed and write (then drop) a nameless file in it; refuse a disk that is nearly full."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -80,7 +80,7 @@ def check_outputs(competition: Competition, folders: dict[str, Path], name: str,
     if not name or name in (".", "..") or any(c in name for c in "/\\\0"):
         raise DataError(f"--name {name!r}: it names a folder and a file, so it cannot be empty or hold '/' or '\\'.")
     for option, folder in folders.items():
-        _writable(Path(folder).expanduser(), option)
+        check_writable(Path(folder).expanduser(), option)
     if answers is not None:
         _answers(answers, competition)
 
@@ -135,13 +135,14 @@ def check_recipe(recipe: Recipe, data: Data, answers: Path | None = None) -> Non
                             f"e.g. {sorted(unknown)[0]}; give the answers of these test images.")  # fmt: skip
 
 
-def _disk_full(error: BaseException) -> bool:
-    """Whether `error` (or what caused it) is a full disk or quota; torch's writer reports one as an I/O failure."""
+def _disk_full(error: BaseException | None) -> BaseException | None:
+    """The error in `error`'s chain (itself, or what caused it) that says a disk or quota is full, else None; torch's
+    writer reports a full disk as an I/O failure of its archive."""
     while error is not None:
         if getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or any(sign in str(error) for sign in FULL):
-            return True
+            return error
         error = error.__cause__ or error.__context__
-    return False
+    return None
 
 
 @contextmanager
@@ -151,10 +152,12 @@ def explain_full_disk(folders: Sequence[Path]) -> Iterator[None]:
     try:
         yield
     except Exception as error:
-        if not _disk_full(error):
+        full = _disk_full(error)
+        if full is None:
             raise
         free = ", ".join(f"{folder} ({shutil.disk_usage(folder).free / MB:.0f} MB free)" for folder in folders
                          if Path(folder).is_dir())  # fmt: skip
-        raise DataError(f"The disk filled up while the run was writing ({str(error).splitlines()[0][:200]}). Free "
+        what = " ".join(line.strip() for line in str(full).splitlines() if line.strip())[:300]
+        raise DataError(f"The disk filled up while the run was writing ({what}). Free "
                         f"space where it writes ({free}), then run the same command again: it resumes after the last "
                         "finished epoch and keeps finished members.") from error  # fmt: skip
