@@ -3,7 +3,8 @@ compared, and an unfinished run of the same configuration can be continued.
 
 `run.json` is rewritten atomically after every step, so a killed run still says how far it got. A run in progress
 holds `run.lock` (its pid and host) in its folder: a second identical command refuses to train into the same folder,
-and a run whose process is gone (killed, machine restarted) is marked `interrupted` and resumed by the next one.
+and a run whose process is gone (killed, machine restarted) is marked `interrupted` and resumed by the next one. The
+holder touches the lock every minute, so a lock written on another machine counts as gone once untouched for ten.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import platform
 import shlex
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -119,16 +121,23 @@ def config_key(config: dict[str, Any]) -> str:
 
 LOCK = "run.lock"
 INTERRUPTED = "interrupted"
+HEARTBEAT = 60  # seconds between the lock holder's touches of run.lock
+FOREIGN_STALE = 10 * HEARTBEAT  # a lock of another machine untouched this long: its process is gone
 
 
 def lock_owner(folder: Path) -> dict | None:
-    """Who holds the run folder's lock (`pid`, `host`, `started`, `command`), if a process that may still run does."""
+    """Who holds the run folder's lock (`pid`, `host`, `started`, `command`), if a process that may still run does:
+    on this machine, a running process; on another one (a shared folder, an earlier Kaggle session), a lock touched
+    by its holder in the last `FOREIGN_STALE` seconds."""
+    path = Path(folder) / LOCK
     try:
-        owner = json.loads((Path(folder) / LOCK).read_text())
-        alive = process_alive(int(owner["pid"]), str(owner["host"]))
+        owner = json.loads(path.read_text())
+        pid, host = int(owner["pid"]), str(owner["host"])
+        alive = process_alive(pid, host) if host == socket.gethostname() else (
+            time.time() - path.stat().st_mtime < FOREIGN_STALE)  # fmt: skip
     except (OSError, ValueError, KeyError, TypeError):  # no lock, or one torn by a kill while it was written
         return None
-    mine = owner["pid"] == os.getpid() and owner["host"] == socket.gethostname()
+    mine = pid == os.getpid() and host == socket.gethostname()
     return owner if alive and not mine else None
 
 
@@ -144,8 +153,8 @@ def run_status(folder: Path) -> str:
 def _busy(folder: Path, owner: dict) -> DataError:
     return DataError(
         f"A run of this configuration is in progress in {folder} (pid {owner['pid']} on {owner['host']}, since "
-        f"{owner.get('started', '?')}): wait for it, or pass --fresh to train a separate run. If that process is "
-        f"gone (another machine sharing the folder), delete {Path(folder) / LOCK}."
+        f"{owner.get('started', '?')}): wait for it, or pass --fresh to train a separate run. (A lock of a process "
+        f"that is gone is taken over: at once on this machine, after {FOREIGN_STALE // 60} minutes from another.)"
     )
 
 
@@ -156,6 +165,13 @@ def _lock(folder: Path) -> None:
         raise _busy(folder, owner)
     mine = {"pid": os.getpid(), "host": socket.gethostname(), "started": utc_now(), "command": shlex.join(sys.argv)}
     write_json(folder / LOCK, mine)
+
+
+def _heartbeat(path: Path, stop: threading.Event) -> None:
+    """Touch the lock every `HEARTBEAT` seconds, so that another machine sees it is still held."""
+    while not stop.wait(HEARTBEAT):
+        with suppress(OSError):
+            os.utime(path)
 
 
 def _unlock(folder: Path) -> None:
@@ -238,9 +254,13 @@ def claim_run(runs_dir: Path, competition: str, name: str, key: str, fresh: bool
             _lock(folder)
         else:  # a helper process, before rank 0 made the folder (main_process_first prevents it)
             raise DataError(f"No run of this configuration in {parent} to join.")
+    stop = threading.Event()
+    if lock:
+        threading.Thread(target=_heartbeat, args=(folder / LOCK, stop), name="run.lock heartbeat", daemon=True).start()
     try:
         yield folder
     finally:
+        stop.set()
         if lock:
             _unlock(folder)
 

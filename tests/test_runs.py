@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -79,3 +80,30 @@ def test_a_finished_run_is_not_resumed_and_an_interrupted_step_says_so(tmp_path)
         record.save()
     with claim_run(tmp_path / "runs", "paddy", "r", KEY) as new:
         assert new != folder
+
+
+def test_a_lock_from_another_machine_holds_while_touched_and_is_taken_over_when_not(tmp_path):
+    """A shared folder, or an earlier Kaggle session of a notebook with persistent files: the pid cannot be asked."""
+    folder = tmp_path / "runs" / "paddy" / "20260101-000000_r"
+    folder.mkdir(parents=True)
+    RunRecord(folder, config={}, config_key=KEY).save()  # status running
+    lock = folder / LOCK
+    lock.write_text(json.dumps({"pid": 1, "host": "another-machine", "started": "2026-01-01T00:00:00+00:00"}))
+    with pytest.raises(DataError, match="pid 1 on another-machine"), claim_run(tmp_path / "runs", "paddy", "r", KEY):
+        pass
+    stale = time.time() - 11 * 60
+    os.utime(lock, (stale, stale))  # its holder stopped touching it ten minutes ago
+    assert run_status(folder) == "interrupted"
+    with claim_run(tmp_path / "runs", "paddy", "r", KEY) as resumed:
+        assert resumed == folder and json.loads(lock.read_text())["host"] == socket.gethostname()
+
+
+def test_the_holder_touches_its_lock(tmp_path, monkeypatch):
+    import kagglekit.runs as runs
+
+    monkeypatch.setattr(runs, "HEARTBEAT", 0.05)
+    with claim_run(tmp_path / "runs", "paddy", "r", KEY) as folder:
+        past = time.time() - 3600
+        os.utime(folder / LOCK, (past, past))
+        time.sleep(0.3)
+        assert time.time() - (folder / LOCK).stat().st_mtime < 60
