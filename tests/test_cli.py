@@ -39,7 +39,11 @@ def test_a_missing_sample_submission_is_a_one_line_error(tmp_path):
         result = CliRunner().invoke(app, ["check", str(file), "--competition", "paddy", "--sample-submission",
                                           str(given)])  # fmt: skip
         assert result.exit_code == 2
-        assert result.output.startswith(f"error: sample submission {given}: ")
+        what = "no such file" if given.suffix else "a folder"
+        assert (
+            result.output
+            == f"error: sample submission {given}: {what}; give the competition's sample_submission CSV.\n"
+        )
 
 
 def test_a_bug_is_reported_as_a_bug_with_status_1(monkeypatch):
