@@ -1,8 +1,8 @@
 """Matching CSV ids to image files, and saying where to look when an id has no file.
 
 DICOM competitions key their rows by SOPInstanceUID, which a file carries twice: in its header and, usually, in its
-name (`<SOPInstanceUID>.dcm`, `<SOPInstanceUID>-c.dcm`). A converter that rewrites UIDs makes the two disagree, so a file is
-matched by either; when they point an id at different files, the header wins and the conflict is reported.
+name (`<SOPInstanceUID>.dcm`, `<SOPInstanceUID>-c.dcm`). A converter that rewrites UIDs makes the two disagree, so a
+file is matched by either; when they point an id at different files, the header wins and the conflict is reported.
 """
 
 from __future__ import annotations

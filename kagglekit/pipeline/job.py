@@ -175,7 +175,7 @@ def run(
     outputs = {"--runs": Path(runs_dir or default_runs_dir()), "--submissions": Path(submissions_dir or
                default_submissions_dir())}  # fmt: skip
     if sample or competition.images != "photo":
-        outputs["the cache folder (KAGGLEKIT_CACHE)"] = cache_root()
+        outputs["KAGGLEKIT_CACHE"] = cache_root()  # DICOM and sample caches
     check_outputs(competition, outputs, name, answers)
     if sample:
         with main_process_first():  # rank 0 writes the sample, the other ranks find it
