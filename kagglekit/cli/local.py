@@ -68,7 +68,8 @@ def run(
 ) -> None:
     """Train the recipe's ensemble, write a checked submission, and print member and ensemble scores.
 
-    Re-running the same command after an interruption resumes the unfinished run.
+    Re-running the same command after an interruption resumes the unfinished run; while that run is still going,
+    the same command is refused (--fresh starts a separate one).
     """
     from kagglekit.pipeline.job import run as run_pipeline
     from kagglekit.train.distributed import is_main_process
