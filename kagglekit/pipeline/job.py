@@ -75,6 +75,7 @@ def _record_data(record: RunRecord, data: Data) -> None:
     """The data's shape in the record, and the rows that could not be used in files beside it."""
     items = data.items
     record.metrics["n_train"], record.metrics["n_test"] = len(items.train), len(items.test)
+    record.metrics["image_cache"] = data.image_cache  # images decoded now, reused, unreadable, guessed at
     write_json(record.artifact("vocab", record.folder / "vocab.json"), data.vocab)
     if len(items.skipped):
         write_csv(record.artifact("skipped_items", record.folder / "skipped_items.csv"), items.skipped)
@@ -136,7 +137,7 @@ def run(
                           name or recipe.name, fresh)  # fmt: skip
     result = RunResult(competition, record.folder)
     with record.step("prepare_data"), main_process_first():  # rank 0 fills the image cache
-        prepared = prepare_data(competition, data_dir)
+        prepared = prepare_data(competition, data_dir, recipe=recipe)
         _record_data(record, prepared)
     result.members = fit_members(recipe, prepared, record.folder, record)
     if not is_main_process():
