@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -190,7 +191,9 @@ def _cache_one(source: Path, cache_dir: Path, spec: CacheSpec, kind: Kind) -> _O
     if entry.exists():
         return _Outcome(source, entry, None, True, note_file.read_text() if note_file.exists() else None)
     try:
-        image, note = decode(source, spec, dicom)
+        with warnings.catch_warnings():  # per-file library warnings (odd EXIF, malformed headers): the image is fine
+            warnings.simplefilter("ignore")
+            image, note = decode(source, spec, dicom)
     except ImageReadError as exc:
         return _Outcome(source, None, exc.reason, False, None)
     if note:
