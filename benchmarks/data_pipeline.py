@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 import warnings
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -93,22 +94,29 @@ def memmap_limit(n: int, size: int, folder: Path) -> float:
     return (n // BATCH * BATCH) / (time.perf_counter() - start)
 
 
+def _epoch_rate(dl) -> float:
+    """Images/s of one more pass over a loader that has already run once."""
+    seconds, seen = _timed(lambda: _pass(dl))
+    return seen / seconds
+
+
 def loaders(train: pd.DataFrame, size: int, cache: Path, report: list[str]) -> None:
     n = len(train)
     rows = []
     for augment in (False, True):
         label = "with augmentation" if augment else "no augmentation"
-        seconds, dls = _timed(lambda: fastai_loader(train, size, augment))
-        fastai_rate = _pass(dls.train) / _timed(lambda: _pass(dls.train))[0]
+        dls = fastai_loader(train, size, augment)
+        _pass(dls.train)
+        fastai_rate = _epoch_rate(dls.train)
         rows.append((f"fastai default loader, {label}", fastai_rate))
         shutil.rmtree(cache, ignore_errors=True)
         batches._store = None
-        cold, _ = _timed(lambda: kagglekit_pass(train, size, augment, cache))
+        cold, _ = _timed(partial(kagglekit_pass, train, size, augment, cache))
         rows.append((f"kagglekit, cold cache (decode + resize + 1 epoch), {label}", n / cold))
         batches._store = None
-        warm, dls = _timed(lambda: kagglekit_pass(train, size, augment, cache))
+        warm, dls = _timed(partial(kagglekit_pass, train, size, augment, cache))
         rows.append((f"kagglekit, warm cache (resize + 1 epoch), {label}", n / warm))
-        later = _pass(dls.train) / _timed(lambda: _pass(dls.train))[0]
+        later = _epoch_rate(dls.train)
         rows.append((f"kagglekit, every later epoch, {label}", later))
         report.append(f"  ratio kagglekit later epochs / fastai default, {label}: {later / fastai_rate:.1f}x")
         report.append(f"  ratio kagglekit warm first epoch / fastai default, {label}: {n / warm / fastai_rate:.1f}x")
@@ -141,7 +149,7 @@ def workers(train: pd.DataFrame, size: int, cache: Path, report: list[str]) -> N
         for count in (0, 1, 2):
             dls = kagglekit_loader(prepared.items.train, size, augment, workers=count)
             _pass(dls.train)  # workers started, store filled
-            rate = _pass(dls.train) / _timed(lambda dls=dls: _pass(dls.train))[0]
+            rate = _epoch_rate(dls.train)
             label = "with augmentation" if augment else "no augmentation"
             report.append(f"{f'kagglekit later epoch, {count} worker(s), {label}':<72} {rate:>9.0f} images/s")
 
