@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,12 +33,13 @@ class Data:
     undecodable_test: pd.DataFrame
     image_cache: dict[str, int] = field(default_factory=dict)
 
-    def fallback(self) -> Probabilities | None:
-        """The training prior for every undecodable test image (None when there is none)."""
+    def fallback(self, tasks: Iterable[str] | None = None) -> Probabilities | None:
+        """The training prior of `tasks` (default: all) for every undecodable test image (None when there is none)."""
         if not len(self.undecodable_test):
             return None
         ids = self.undecodable_test["id"].tolist()
-        return training_prior(self.items.train, self.competition, self.vocab, ids)
+        vocab = self.vocab if tasks is None else {task: self.vocab[task] for task in tasks}
+        return training_prior(self.items.train, self.competition, vocab, ids)
 
 
 def prepare_data(
