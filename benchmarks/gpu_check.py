@@ -2,8 +2,9 @@
 
 Each configuration goes through kagglekit's own path (image store, loaders with GPU augmentation, `create_learner`,
 `apply_precision`), on random 256 x 256 images named as image cache entries, at 224 px with the `default` preset.
-It prints images/s (after warm-up steps, the GPU synchronised) and peak GPU memory, then peak memory with
-accum = 1 against accum = 4 at the same effective batch.
+It prints images/s (after warm-up steps, the GPU synchronised) and peak GPU memory, then images/s with 0, 1 and
+kagglekit's default number of loader workers, then peak memory with accum = 1 against accum = 4 at the same
+effective batch.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from fastai.callback.core import Callback, CancelFitException
 from kagglekit.recipe import Member
 from kagglekit.train import Head, create_learner, make_dataloaders
 from kagglekit.train.learner import apply_precision
+from kagglekit.train.loaders import default_workers
 
 WARMUP = 20
 BATCH = 64
@@ -68,12 +70,15 @@ def _table(folder: Path, n: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def train_steps(table: pd.DataFrame, arch: str, steps: int, settings: dict, accum: int = 1) -> tuple:
-    """(images/s, peak GPU memory in GiB, notes) for `steps` steps of one member."""
+def train_steps(
+    table: pd.DataFrame, arch: str, steps: int, settings: dict, accum: int = 1, workers: int | None = None
+) -> tuple:
+    """(images/s, peak GPU memory in GiB, notes) for `steps` steps of one member (`workers`: loader processes,
+    default kagglekit's choice)."""
     member = Member(name="check", arch=arch, size=224, batch_size=BATCH, accum=accum, **settings)
     head = Head("label", "label", "single", tuple(str(i) for i in range(10)), 1.0, 0)
     valid = pd.Series([False] * (len(table) - BATCH) + [True] * BATCH)
-    learn = create_learner(make_dataloaders(table, valid, [head], member), member, [head])
+    learn = create_learner(make_dataloaders(table, valid, [head], member, workers), member, [head])
     notes = apply_precision(learn, member)
     timer = StepTimer(steps * accum)
     torch.cuda.empty_cache()
@@ -99,6 +104,11 @@ def main() -> None:
             rate, peak, notes = train_steps(table, args.arch, args.steps, settings)
             name = ", ".join(f"{k}={v}" for k, v in settings.items()) or "automatic (kagglekit's choice)"
             print(f"{name:<48} {rate:>9.0f} {peak:>9.2f}  {'; '.join(notes)}", flush=True)
+        chosen = default_workers(torch.device("cuda"))
+        print(f"\nLoader workers (automatic precision; kagglekit's default is {chosen}):")
+        for workers in sorted({0, 1, chosen}):
+            rate, _, _ = train_steps(table, args.arch, args.steps, {}, workers=workers)
+            print(f"{f'{workers} worker(s)':<48} {rate:>9.0f}", flush=True)
         print(f"\nSame effective batch ({BATCH}), automatic precision:")
         for accum in (1, 4):
             rate, peak, _ = train_steps(table, args.arch, max(args.steps // 4, WARMUP + 10), {}, accum)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check: on a CUDA machine, train one pretrained-shaped member (random init, no download) for a few hundred
 # steps in fp32, fp16, bf16 (only where native) and kagglekit's automatic choice, with and without channels_last and
-# torch.compile; print images/s, peak GPU memory with accum 1 vs 4 at the same effective batch, and GPU utilisation.
+# torch.compile, and with 0, 1 and the default number of loader workers; print images/s, peak GPU memory with
+# accum 1 vs 4 at the same effective batch, and GPU utilisation.
 #
 #   benchmarks/gpu_check.sh [ARCH] [STEPS]      e.g. benchmarks/gpu_check.sh resnet50 300
 #

@@ -216,3 +216,20 @@ def test_exif_orientation_is_the_same_in_training_and_prediction(tmp_path):
     expected = model_view(load_cached(entry), (32, 32), "crop")
     np.testing.assert_allclose(x[0].permute(1, 2, 0).numpy(), expected / 255, atol=1e-6)
     assert load_cached(entry).shape[0] > load_cached(entry).shape[1]  # stored landscape, upright portrait
+
+
+def test_16_bit_per_channel_rgb_png_keeps_its_colours(tmp_path):
+    """Written by hand (Pillow cannot write it): 16 bits per channel, which Pillow reads as 8-bit RGB, top bytes."""
+    import struct
+    import zlib
+
+    rgb16 = np.stack([np.full((4, 6), v, np.uint16) for v in (65535, 32896, 257)], axis=-1)
+    raw = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in rgb16)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", 6, 4, 16, 2, 0, 0, 0)  # 6 x 4, 16 bits, colour type 2 (RGB)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    (tmp_path / "rgb16.png").write_bytes(png)
+    assert tuple(read_photo(tmp_path / "rgb16.png").image[0, 0]) == (255, 128, 1)  # not clipped to white

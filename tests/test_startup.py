@@ -66,3 +66,18 @@ def test_gpu_check_script_parses_and_runs_bf16_only_where_native():
     assert not any(c.get("precision") == "bf16" for c in t4)
     assert {"precision": "bf16", "channels_last": True} in a100
     assert {} in t4 and {"compile": True} in t4  # kagglekit's automatic choice, and compiled
+
+
+def test_every_command_hides_library_deprecations_and_keeps_its_own(tmp_path):
+    import warnings
+
+    from typer.testing import CliRunner
+
+    from kagglekit.cli import app
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("default")
+        assert CliRunner().invoke(app, ["list"]).exit_code == 0
+        for module in ("torch.jit._script", "kagglekit.train.member"):
+            exec("import warnings; warnings.warn('old API', FutureWarning)", {"__name__": module})
+    assert [str(w.message) for w in seen if w.category is FutureWarning] == ["old API"]  # kagglekit's own only
