@@ -135,3 +135,25 @@ def test_all_frames_train_end_to_end(tmp_path):
     assert x.shape[1:] == (1, 32, 32)
     learn = train_member(member, xray, prepared.items.train, split, vocab, tmp_path / "member", num_workers=0)
     assert len(learn.recorder.values) == 1
+
+
+def test_an_exported_member_predicts_original_files_as_training_saw_their_cache_entries(paddy, paddy_sample, tmp_path):
+    """Trained on cache entries shrunk to the recipe's size, a member given the original JPEGs caches them the same
+    way (its member.json says how) and predicts exactly what the learner predicted on the entries."""
+    from kagglekit.predict.export import load_member
+    from kagglekit.predict.tta import predict_member
+    from kagglekit.train import clear_checkpoint
+
+    items = load_items(paddy, paddy_sample.data_dir)
+    prepared = prepare_images(paddy, items, tmp_path / "cache", cover=(40, 40)).items
+    member = Member(name="m", arch="resnet10t", size=32, resize="crop", aug="flip", epochs=1, batch_size=16)
+    train = prepared.train.head(48)
+    split = make_splits(train["id"], seed=0)
+    learn = train_member(member, paddy, train, split, vocabularies(paddy, items), tmp_path / "m", num_workers=0)
+    clear_checkpoint(tmp_path / "m")
+    exported = load_member(tmp_path / "m")
+    assert exported.cache.cover == (40, 40)
+    originals = [Path(p) for p in items.test["path"].head(6)]
+    probs = exported.predict(originals)
+    expected = predict_member(learn, prepared.test.head(6), n_tta=0)
+    np.testing.assert_allclose(probs.tasks["label"], expected.tasks["label"], atol=1e-4, rtol=0)
