@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 
 from kagglekit import Competition, SampleSpec, Submission, Task, register
@@ -118,6 +117,8 @@ def _tags(rng: np.random.Generator) -> str:
 
 
 def _sample(rng: np.random.Generator, n_train: int, n_test: int) -> SampleSpec:
+    import pandas as pd  # here, not at registration: `kagglekit list` starts without pandas
+
     train = pd.DataFrame({"image_name": [f"train_{i}" for i in range(n_train)]})
     train["tags"] = [_tags(rng) for _ in range(n_train)]
     n_first = round(n_test * TEST_SHARE)

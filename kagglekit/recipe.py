@@ -57,8 +57,9 @@ class Member:
     accum: int = 1
     weight: float = 1.0  # its weight in the ensemble's mean
     tasks: dict[str, float] | None = None  # task -> loss weight; None: the competition's target alone
-    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"  # auto: bf16/fp16 mixed precision on CUDA
-    channels_last: bool | None = None  # None: on for CUDA
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"  # auto: by the GPU's compute capability
+    channels_last: bool | None = None  # None: on CUDA, for batch-norm CNNs
+    compile: bool = False  # torch.compile the model (falls back to eager with a note if compilation fails)
     seed: int | None = None  # None: the recipe's seed
     stages: tuple[dict, ...] | None = None  # progressive resizing: ({size, epochs, resize?, lr?}, ...)
     split_seed: int | None = None  # train on its own random split (split ensembles); None: the recipe's split
@@ -85,6 +86,8 @@ class Member:
             raise RecipeError(
                 f"member {self.name!r}: precision must be auto, fp32, fp16 or bf16, got {self.precision!r}."
             )
+        if not isinstance(self.compile, bool):
+            raise RecipeError(f"member {self.name!r}: compile must be true or false, got {self.compile!r}.")
         if not isinstance(self.pretrained, (bool, str)):
             raise RecipeError(f"member {self.name!r}: pretrained must be true, false or a path to weights.")
         if self.epochs < 1 or self.lr <= 0 or self.weight < 0:

@@ -18,7 +18,8 @@ from sklearn.metrics import f1_score
 
 from kagglekit import get_competition, list_competitions, load_items, load_recipe, vocabularies, write_sample
 from kagglekit.competition import DicomIndex
-from kagglekit.data.dicom import load_cached, read_dicom
+from kagglekit.data.cache import load_cached
+from kagglekit.data.dicom import read_dicom
 from kagglekit.data.images import prepare_images
 from kagglekit.samples import SampleData
 from kagglekit.submission.checks import check_submission

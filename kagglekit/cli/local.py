@@ -71,13 +71,14 @@ def run(
     Re-running the same command after an interruption resumes the unfinished run; while that run is still going,
     the same command is refused (--fresh starts a separate one).
     """
+    if sample and data:
+        raise DataError("Give either --sample or --data, not both.")
+    chosen = get_competition(competition)  # a mistake is reported before the pipeline's libraries load
     from kagglekit.pipeline.job import run as run_pipeline
     from kagglekit.train.distributed import is_main_process
 
-    if sample and data:
-        raise DataError("Give either --sample or --data, not both.")
-    result = run_pipeline(get_competition(competition), recipe, data=data, sample=sample, answers=answers,
-                          runs_dir=runs, submissions_dir=submissions, name=name, fresh=fresh)  # fmt: skip
+    result = run_pipeline(chosen, recipe, data=data, sample=sample, answers=answers, runs_dir=runs,
+                          submissions_dir=submissions, name=name, fresh=fresh)  # fmt: skip
     if not is_main_process():
         return  # the other ranks helped train; rank 0 reports
     _print_result(result)

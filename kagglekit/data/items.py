@@ -170,11 +170,13 @@ def load_items(competition: Competition, data_dir: Path, images: bool = True) ->
 
 def fingerprint(items: Items) -> str | None:
     """A short hash of the test set (each id and its image file's size): two submissions with the same fingerprint
-    predict the same images, so comparing them is meaningful. None when the image paths are not resolved."""
-    if not items.test["path"].astype(bool).all():
+    predict the same images, so comparing them is meaningful. The original files count (`source`, once the table
+    points at the image cache). None when the image paths are not resolved."""
+    files = items.test["source"] if "source" in items.test else items.test["path"]
+    if not files.astype(bool).all():
         return None
     sizes = [f"{i}\t{Path(p).stat().st_size if Path(p).is_file() else '-'}" for i, p in zip(
-        items.test["id"], items.test["path"], strict=True)]  # fmt: skip
+        items.test["id"], files, strict=True)]  # fmt: skip
     return hashlib.sha256("\n".join(sorted(sizes)).encode()).hexdigest()[:16]
 
 

@@ -85,6 +85,7 @@ def _record_data(record: RunRecord, data: Data) -> None:
     """The data's shape in the record, and the rows that could not be used in files beside it."""
     items = data.items
     record.metrics["n_train"], record.metrics["n_test"] = len(items.train), len(items.test)
+    record.metrics["image_cache"] = data.image_cache  # images decoded now, reused, unreadable, guessed at
     write_json(record.artifact("vocab", record.folder / "vocab.json"), data.vocab)
     if len(items.skipped):
         write_csv(record.artifact("skipped_items", record.folder / "skipped_items.csv"), items.skipped)
@@ -122,7 +123,7 @@ def _run_stages(record: RunRecord, competition: Competition, recipe: Recipe, dat
     """The stages of `run`, each saved in the record; the recipe is checked against the data before any training."""
     result = RunResult(competition, record.folder)
     with record.step("prepare_data"), main_process_first():  # rank 0 fills the image cache
-        prepared = prepare_data(competition, data_dir)
+        prepared = prepare_data(competition, data_dir, recipe=recipe)
         _record_data(record, prepared)
     check_recipe(recipe, prepared, answers)
     result.members = fit_members(recipe, prepared, record.folder, record)
@@ -174,8 +175,7 @@ def run(
     name = name or recipe.name
     outputs = {"--runs": Path(runs_dir or default_runs_dir()), "--submissions": Path(submissions_dir or
                default_submissions_dir())}  # fmt: skip
-    if sample or competition.images != "photo":
-        outputs["KAGGLEKIT_CACHE"] = cache_root()  # DICOM and sample caches
+    outputs["KAGGLEKIT_CACHE"] = cache_root()  # the image cache (and the sample)
     check_outputs(competition, outputs, name, answers)
     if sample:
         with main_process_first():  # rank 0 writes the sample, the other ranks find it

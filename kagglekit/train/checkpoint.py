@@ -18,6 +18,7 @@ from kagglekit.recipe import Member
 from kagglekit.train.distributed import is_main_process
 from kagglekit.train.heads import Head
 from kagglekit.train.learner import normalization
+from kagglekit.train.loaders import cache_settings
 
 CHECKPOINT_STATE, CHECKPOINT_WEIGHTS = "checkpoint.json", "checkpoint.pth"
 
@@ -111,6 +112,7 @@ def save_member(
             "size": list(member.image_size),  # what it predicts at: the last stage's size and resize method
             "resize": member.stage_list[-1].resize,
             "normalization": normalization(learn),
+            "image_cache": cache_settings(learn.dls),  # how the inputs were cached: predict caches new images alike
             "history": epochs,
             "train_seconds": round(seconds, 2),
             "notes": list(notes),
