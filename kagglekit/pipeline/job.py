@@ -94,6 +94,8 @@ def _record_results(record: RunRecord, members: list[MemberOutput], ens: Ensembl
             f"valid_{metric}": m.valid_score, "valid_rows": m.valid_rows, "valid_accuracy_no_tta": m.task_scores,
             "train_seconds": m.train_seconds, "reused": m.reused,
         }  # fmt: skip
+        if m.last_epoch_scores:  # the saved model averages epochs: its score next to the last epoch's
+            record.metrics["members"][m.name]["last_epoch_accuracy_no_tta"] = m.last_epoch_scores
         record.artifact(f"member:{m.name}", record.folder / "members" / m.name)
     if ens.tuned_weights:
         record.metrics["tuned_ensemble_weights"] = dict(zip([m.name for m in members], ens.weights, strict=True))
