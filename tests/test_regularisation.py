@@ -153,6 +153,15 @@ def test_label_smoothing_on_a_multi_label_head_is_an_error_naming_the_member():
         make_heads(planet, {"tags": ["clear", "haze"]}, member)
 
 
+def test_a_run_refuses_label_smoothing_on_multi_label_before_reading_any_data(tmp_path):
+    from kagglekit.pipeline.job import run
+
+    recipe = tmp_path / "smooth.toml"
+    recipe.write_text('[[members]]\nname = "tags"\narch = "resnet18"\nlabel_smoothing = 0.1\n')
+    with pytest.raises(RecipeError, match="member 'tags': label_smoothing is for single-label heads; tags is multi"):
+        run("planet", recipe, data=tmp_path / "no-data-here")
+
+
 @pytest.mark.parametrize(
     "settings, message",
     [
@@ -215,3 +224,63 @@ def test_greedy_averaging_keeps_only_epochs_that_improve_validation(paddy, data,
     expected = mean_weights([watch.weights[key] for key in chosen])
     saved = load_file(tmp_path / "model.safetensors")
     torch.testing.assert_close(saved["1.8.weight"], expected["1.8.weight"], rtol=1e-5, atol=1e-7)
+
+
+# --- end to end --------------------------------------------------------------------------------------------------
+
+EVERY_SETTING = """
+valid_pct = 0.25
+seed = 2
+tta = 0
+[defaults]
+arch = "resnet10t"
+size = 32
+batch_size = 16
+epochs = 2
+[[members]]
+name = "ema-mixed"
+ema = 0.99
+mixup = 0.2
+cutmix = 1.0
+mix_off_epochs = 1
+{smoothing}
+accum = 2
+{tasks}
+stages = [{{ size = 32, epochs = 2 }}, {{ size = 40, epochs = 2 }}]
+[[members]]
+name = "averaged"
+folds = 2
+average_checkpoints = 2
+average_mode = "greedy"
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("competition", ["paddy", "planet"])
+def test_every_setting_runs_end_to_end_and_exports_what_it_validated(competition, tmp_path):
+    from kagglekit.pipeline.job import run
+    from kagglekit.predict.export import predict_run
+    from kagglekit.samples import write_sample
+
+    comp = get_competition(competition)
+    sample = write_sample(comp, tmp_path / "data", seed=4, n_train=60, n_test=8)
+    recipe = tmp_path / "every.toml"
+    multi_task = competition == "paddy"  # paddy: two single-label heads; planet: one multi-label head
+    recipe.write_text(EVERY_SETTING.format(smoothing="label_smoothing = 0.1" if multi_task else "",
+                                           tasks="tasks = { label = 1.0, variety = 0.5 }" if multi_task else ""))  # fmt: skip
+    result = run(comp, recipe, data=sample.data_dir, runs_dir=tmp_path / "runs", submissions_dir=tmp_path / "subs")
+    assert result.check.ok
+    record = json.loads((result.folder / "run.json").read_text())["metrics"]["members"]
+    assert set(record["averaged"]["last_epoch_accuracy_no_tta"]) == {comp.target_task}
+    assert "last_epoch_accuracy_no_tta" not in record["ema-mixed"]
+    for part in ("fold0", "fold1"):
+        saved = json.loads((result.folder / "members" / "averaged" / part / "member.json").read_text())
+        assert saved["averaged"]["mode"] == "greedy" and saved["member"]["average_checkpoints"] == 2
+    assert not list(result.folder.rglob("checkpoint*")) and not list(result.folder.rglob("averaging"))
+    test_dir = sample.data_dir / ("test_images" if competition == "paddy" else "test-jpg")
+    paths = sorted(test_dir.glob("*.jpg"))[:4]
+    exported = predict_run(result.folder, paths)  # the saved (averaged) weights, without fastai's learner
+    position = {i: n for n, i in enumerate(result.ensemble.test.ids)}
+    rows = [position[p.name.removesuffix(".jpg") if competition == "planet" else p.name] for p in paths]
+    np.testing.assert_allclose(exported.tasks[comp.target_task], result.ensemble.test.tasks[comp.target_task][rows],
+                               rtol=1e-3, atol=1e-4)  # fmt: skip

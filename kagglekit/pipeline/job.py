@@ -127,8 +127,12 @@ def run(
     the same call after an interruption continues the unfinished run (`fresh` starts a new one). Raises a
     `KagglekitError` subclass for anything the user can fix, before training where it can be found then.
     """
+    from kagglekit.train.heads import check_tasks
+
     competition = get_competition(competition) if isinstance(competition, str) else competition
     recipe = load_recipe(competition.recipe_path(str(recipe)))
+    for member in recipe.members:  # before any data is read: tasks the competition has, settings its heads allow
+        check_tasks(competition, member)
     if sample:
         with main_process_first():  # rank 0 writes the sample, the other ranks find it
             sampled = ensure_sample(competition)

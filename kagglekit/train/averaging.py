@@ -140,6 +140,7 @@ class OfferEpochs(Callback):
         self.pool, self.phase, self.start, self.weights = pool, phase, start, weights
 
     def after_epoch(self) -> None:
-        if self.epoch < self.start or not is_main_process():  # an epoch skipped on resume; another rank
+        values = self.learn.recorder.values[-1]
+        if self.epoch < self.start or len(values) < 2 or not is_main_process():  # skipped; not validated; other rank
             return
-        self.pool.offer(self.phase, self.epoch, float(self.learn.recorder.values[-1][1]), self.weights())
+        self.pool.offer(self.phase, self.epoch, float(values[1]), self.weights())

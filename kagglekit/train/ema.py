@@ -55,16 +55,21 @@ class WeightEma:
 class EmaCallback(Callback):
     """Updates the average after every optimizer step and validates the averaged weights instead of the raw ones.
 
-    fastai calls `after_step` only when the optimizer stepped (gradient accumulation cancels the other batches
-    before the step). For validation the raw weights are set aside and restored afterwards, in place, so the
-    optimizer keeps its parameters.
+    Gradient accumulation cancels the batches that do not step before `after_step`; a step that mixed precision
+    skips (infinite gradients) is cancelled after `before_step` and does not count either. For validation the raw
+    weights are set aside and restored afterwards, in place, so the optimizer keeps its parameters.
     """
 
     def __init__(self, ema: WeightEma):
-        self.ema, self.raw = ema, None
+        self.ema, self.raw, self.skipped = ema, None, False
+
+    def after_cancel_step(self) -> None:
+        self.skipped = True
 
     def after_step(self) -> None:
-        self.ema.update(self.learn.model)
+        if not self.skipped:
+            self.ema.update(self.learn.model)
+        self.skipped = False
 
     def before_validate(self) -> None:
         model = get_model(self.learn.model)

@@ -46,8 +46,9 @@ def place_heads(specs: Iterable[dict]) -> list[Head]:
     return heads
 
 
-def make_heads(competition: Competition, vocab: dict[str, list[str]], member: Member) -> list[Head]:
-    """The member's heads: its `tasks` weights, or the competition's target task alone."""
+def check_tasks(competition: Competition, member: Member) -> dict[str, float]:
+    """The member's task -> loss weight (its `tasks`, or the target alone), checked against the competition before
+    any data is read: known tasks, the target among them, label smoothing only for single-label heads."""
     weights = member.tasks or {competition.target_task: 1.0}
     unknown = sorted(set(weights) - set(competition.tasks))
     if unknown:
@@ -63,6 +64,12 @@ def make_heads(competition: Competition, vocab: dict[str, list[str]], member: Me
             f"member {member.name!r}: label_smoothing is for single-label heads; {', '.join(multi)} is multi-label, "
             "where smoothing each tag towards 0.5 is a different regulariser. Remove label_smoothing."
         )
+    return weights
+
+
+def make_heads(competition: Competition, vocab: dict[str, list[str]], member: Member) -> list[Head]:
+    """The member's heads: its `tasks` weights, or the competition's target task alone."""
+    weights = check_tasks(competition, member)
     tasks = [name for name in competition.tasks if name in weights]  # a fixed order, whatever the recipe's
     return place_heads(
         {"task": n, "column": competition.tasks[n].column, "kind": competition.tasks[n].kind, "vocab": vocab[n],

@@ -41,7 +41,7 @@ from kagglekit.train.schedule import Phase, accumulation_callbacks, schedule
 log = logging.getLogger(__name__)
 
 
-class _Averages:
+class _Regularisers:
     """A member's regularisers that span its phases: the weights' moving average (`ema`), the epochs kept for
     `average_checkpoints`, and mixup/cutmix/label smoothing, as the callbacks of each phase."""
 
@@ -58,7 +58,7 @@ class _Averages:
 
     def callbacks(self, number: int, start: int) -> list[Callback]:
         member, first_epoch = self.member, sum(p.epochs for p in self.phases[:number])
-        found: list[Callback] = [EpochBatchNorm()]
+        found: list[Callback] = []
         if member.mixes or member.label_smoothing:
             total = sum(p.epochs for p in self.phases)
             found.append(Mixing(member, self.heads, first_epoch, mix_until=total - member.mix_off_epochs))
@@ -94,8 +94,6 @@ def _enter_phase(learn: Learner, state: ResumeState, phases: list[Phase], number
         stage, learn.dls = phase.stage, loaders(phase.stage)
     if continuing:
         restore_rng(state.rng, learn.dls.train)  # its loader had shuffled this far
-    if learn.opt is None:
-        learn.create_opt()
     # No gradients left from the previous phase: fastai steps every parameter that has one, so a body frozen for a
     # head re-fit would still shrink by weight decay after an unfrozen phase (and differ from a resumed run's).
     learn.model.zero_grad(set_to_none=True)
@@ -148,9 +146,9 @@ def train_member(
     notes = apply_precision(learn, member)
     for note in notes:
         log.info(note)
-    averages = _Averages(member, heads, learn, out_dir, phases)
+    regularisers = _Regularisers(member, heads, learn, out_dir, phases)
     config = training_config(member, seed, heads, train, is_valid, channels, weights)
-    state = resume(learn, out_dir, config, averages.parts)
+    state = resume(learn, out_dir, config, regularisers.parts)
     for note in state.notes:
         log.warning(note)
     notes += state.notes
@@ -164,12 +162,12 @@ def train_member(
                 continue
             stage = _enter_phase(learn, state, phases, number, stage, loaders)
             start = state.start_epoch(number)
-            checkpointer = EpochCheckpoint(out_dir, number, earlier, start, config, averages.parts)
-            learn.fit_one_cycle(phase.epochs, phase.lr, pct_start=phase.pct_start, div=phase.div,
-                                cbs=[*accumulation, *averages.callbacks(number, start), checkpointer, *cbs],
+            checkpointer = EpochCheckpoint(out_dir, number, earlier, start, config, regularisers.parts)
+            callbacks = [*accumulation, EpochBatchNorm(), *regularisers.callbacks(number, start), checkpointer, *cbs]
+            learn.fit_one_cycle(phase.epochs, phase.lr, pct_start=phase.pct_start, div=phase.div, cbs=callbacks,
                                 start_epoch=start)  # fmt: skip
             earlier = earlier + history(learn, number, start)
-    averaged = averages.finish()
+    averaged = regularisers.finish()
     if is_main_process():
         save_member(learn, member, heads, out_dir, earlier, time.perf_counter() - started, channels, notes, averaged)
     return learn
