@@ -96,6 +96,8 @@ def _print_result(result: RunResult) -> None:
         table.add_column(column, justify="right" if column in ("rows", "train s") else "left", overflow="fold")
     for m in result.members:
         tasks = ", ".join(f"{task} {score:.3f}" for task, score in m.task_scores.items())
+        if m.last_epoch_scores:  # averaged epochs: the last epoch's score beside the average's
+            tasks += " (last epoch " + ", ".join(f"{s:.3f}" for s in m.last_epoch_scores.values()) + ")"
         seconds = "reused" if m.reused else f"{m.train_seconds:.0f}"
         table.add_row(escape(m.name), m.arch, str(m.valid_rows), f"{m.valid_score:.4f}", tasks, seconds)
     score = "no honest score" if ens.score is None else f"[bold]{ens.score:.4f}[/]"

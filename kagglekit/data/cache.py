@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import os
 import re
+import threading
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -71,7 +72,7 @@ class CacheSpec:
         if match is None:
             return None
         cover = (int(match[1]), int(match[2])) if match[1] else None
-        channels = 3 if np.load(path, mmap_mode="r").ndim == 3 else 1
+        channels = 3 if _load_npy(path, mmap_mode="r").ndim == 3 else 1
         return cls(cover, channels, "all" if match[3] else "first")
 
 
@@ -140,13 +141,23 @@ def cache_images(
 
 def load_cached(entry: Path) -> np.ndarray:
     """A cache entry's array: RGB uint8 (H, W, 3) or grey uint16 (H, W)."""
-    return np.load(entry)
+    return _load_npy(entry)
+
+
+_NPY_HEADER_LOCK = threading.Lock()
+
+
+def _load_npy(path: Path | str, mmap_mode: str | None = None) -> np.ndarray:
+    """`np.load`, one thread at a time: it parses the header with `ast.literal_eval`, which on CPython 3.11 fails
+    at random under threads ("AST constructor recursion depth mismatch", python/cpython#106905)."""
+    with _NPY_HEADER_LOCK:
+        return np.load(path, mmap_mode=mmap_mode)
 
 
 def load_image(path: Path | str, channels: int = 3, kind: Kind = "auto", frames: Frames = "first") -> np.ndarray:
     """Any image as the model's input array: a cache entry as it is, any other file decoded at full size (and not
     cached). Raises `ImageReadError` (`DicomReadError` for DICOMs) naming the file."""
-    if CacheSpec.of_entry(path) is not None:
+    if _TAG.search(Path(path).name):  # a cache entry
         return load_cached(Path(path))
     return decode(Path(path), CacheSpec(None, channels, frames), _is_dicom(Path(path), kind)).image
 

@@ -35,6 +35,7 @@ from kagglekit.runs import RunRecord, claim_run, config_key
 from kagglekit.samples.writer import ensure_sample
 from kagglekit.submission.build import score_submission
 from kagglekit.train.distributed import is_main_process, main_process_first
+from kagglekit.train.heads import check_tasks
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,8 @@ def _record_results(record: RunRecord, members: list[MemberOutput], ens: Ensembl
             f"valid_{metric}": m.valid_score, "valid_rows": m.valid_rows, "valid_accuracy_no_tta": m.task_scores,
             "train_seconds": m.train_seconds, "reused": m.reused,
         }  # fmt: skip
+        if m.last_epoch_scores:  # the saved model averages epochs: its score next to the last epoch's
+            record.metrics["members"][m.name]["last_epoch_accuracy_no_tta"] = m.last_epoch_scores
         record.artifact(f"member:{m.name}", record.folder / "members" / m.name)
     if ens.tuned_weights:
         record.metrics["tuned_ensemble_weights"] = dict(zip([m.name for m in members], ens.weights, strict=True))
@@ -172,6 +175,8 @@ def run(
     """
     competition = get_competition(competition) if isinstance(competition, str) else competition
     recipe = load_recipe(competition.recipe_path(str(recipe)))
+    for member in recipe.members:  # before any data is read: tasks the competition has, settings its heads allow
+        check_tasks(competition, member)
     name = name or recipe.name
     outputs = {"--runs": Path(runs_dir or default_runs_dir()), "--submissions": Path(submissions_dir or
                default_submissions_dir())}  # fmt: skip

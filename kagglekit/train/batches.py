@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import torch
 from fastai.data.core import Transform  # fastcore.transform before fastai 2.8, fasttransform since
 from fastai.torch_core import TensorCategory, TensorImage, TensorMultiCategory
@@ -79,12 +80,14 @@ def image_store(size: Size, method: ResizeMethod, channels: int) -> ImageStore:
 @dataclass
 class ItemSet:
     """What an `ImageDL` iterates: rows of a store and their targets. `split_idx` 0 draws random windows and
-    augments (training, TTA's augmented passes); 1 gives the centred, plain view (validation, prediction)."""
+    augments (training, TTA's augmented passes); 1 gives the centred, plain view (validation, prediction).
+    `items` is the item table's rows in the same order, so `dls.valid.items` is a frame as in fastai."""
 
     store: ImageStore
     rows: np.ndarray
     targets: tuple[torch.Tensor, ...] = ()
     split_idx: int = 1
+    items: pd.DataFrame | None = None
     n_inp = 1
 
     def __len__(self) -> int:

@@ -69,8 +69,8 @@ class ImageDataLoaders(DataLoaders):
 
     def test_dl(self, items: pd.DataFrame, with_labels: bool = False, **kwargs) -> ImageDL:
         store = self.valid.dataset.store
-        return self.valid.new(ItemSet(store, store.add(items["path"].tolist())), shuffle=False, drop_last=False,
-                              **kwargs)  # fmt: skip
+        item_set = ItemSet(store, store.add(items["path"].tolist()), items=items.reset_index(drop=True))
+        return self.valid.new(item_set, shuffle=False, drop_last=False, **kwargs)
 
 
 def default_workers(device: torch.device) -> int:
@@ -108,8 +108,8 @@ def make_dataloaders(
     rows = store.add(train["path"].tolist())
     targets = target_tensors(train, heads)
     valid = np.array(is_valid, dtype=bool)  # a copy: torch wants writable arrays
-    sets = [ItemSet(store, rows[mask], tuple(t[torch.from_numpy(mask)] for t in targets), split_idx)
-            for mask, split_idx in ((~valid, 0), (valid, 1))]  # fmt: skip
+    sets = [ItemSet(store, rows[mask], tuple(t[torch.from_numpy(mask)] for t in targets), split_idx,
+                    train[mask].reset_index(drop=True)) for mask, split_idx in ((~valid, 0), (valid, 1))]  # fmt: skip
     after_batch = [ToFloat(), *(batch_transforms(member.aug, stage.size) if on_gpu else [])]
     common = {"num_workers": workers, "pin_memory": on_gpu, "persistent_workers": on_gpu and workers > 0,
               "device": device, "augment": None if on_gpu else CpuAugment(member.aug, stage.size)}  # fmt: skip
