@@ -20,8 +20,9 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "get_competition": ".registry", "list_competitions": ".registry", "register": ".registry",
     "Member": ".recipe", "Recipe": ".recipe", "load_recipe": ".recipe", "parse_recipe": ".recipe",
     # errors
-    "CredentialsError": ".errors", "DataError": ".errors", "DicomReadError": ".errors", "KaggleError": ".errors",
-    "KagglekitError": ".errors", "PluginError": ".errors", "RecipeError": ".errors", "SubmissionError": ".errors",
+    "CredentialsError": ".errors", "DataError": ".errors", "DicomReadError": ".errors", "ImageReadError": ".errors",
+    "KaggleError": ".errors", "KagglekitError": ".errors", "PluginError": ".errors", "RecipeError": ".errors",
+    "SubmissionError": ".errors",
     # the stages and the whole job
     "Data": ".pipeline.data", "prepare_data": ".pipeline.data",
     "MemberOutput": ".pipeline.members", "fit_member": ".pipeline.members", "fit_members": ".pipeline.members",

@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from kagglekit.data import load_items, vocabularies
-from kagglekit.data.dicom import cache_dicoms
+from kagglekit.data.cache import cache_images
 from kagglekit.data.splits import make_splits
 from kagglekit.ensemble import mean_probabilities
 from kagglekit.errors import DataError, DicomReadError
@@ -129,11 +129,11 @@ def test_grey_member_predicts_16_bit_pngs_and_dicoms(grey_member, tmp_path):
     expected = predict_member(learn, items, n_tta=0)
     np.testing.assert_allclose(probs.tasks["label"], expected.tasks["label"], atol=1e-4, rtol=0)
 
-    # A .dcm goes through the same conversion as the training cache: same probabilities as its cached PNG.
-    (png,) = cache_dicoms([MR_SMALL], tmp_path / "cache", workers=0).images.values()
-    from_dicom, from_png = exported.predict([MR_SMALL]), exported.predict([png])
+    # A .dcm goes through the same conversion as the training cache: same probabilities as its cache entry.
+    (entry,) = cache_images([MR_SMALL], tmp_path / "cache", exported.cache, workers=0).images.values()
+    from_dicom, from_entry = exported.predict([MR_SMALL]), exported.predict([entry])
     assert from_dicom.ids == ["MR_small.dcm"]
-    np.testing.assert_array_equal(from_dicom.tasks["label"], from_png.tasks["label"])
+    np.testing.assert_array_equal(from_dicom.tasks["label"], from_entry.tasks["label"])
     broken = tmp_path / "broken.dcm"
     broken.write_bytes(b"not a dicom")
     with pytest.raises(DicomReadError, match="broken.dcm"):

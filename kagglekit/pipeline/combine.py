@@ -180,7 +180,7 @@ def ensemble_members(members: Sequence[MemberOutput], recipe: Recipe, data: Data
     else:
         notes.append("no labels at hand: the ensemble is not scored and multi-label tags use a 0.5 threshold")
     test = mean_probabilities([m.test for m in members], weights)
-    fallback = data.fallback() if isinstance(data, Data) else None
+    fallback = data.fallback(test.vocab) if isinstance(data, Data) else None  # the tasks the members predict
     if fallback is not None:
         test = test.concat(fallback)
     excluded = [m.name for m in everyone if m.name not in {kept.name for kept in members}]

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
 
 from kagglekit.competition import Competition
 from kagglekit.data.corrections import apply_corrections
-from kagglekit.data.images import prepare_images
+from kagglekit.data.images import DEFAULT_COVER, prepare_images, recipe_cover
 from kagglekit.data.items import Items, load_items, vocabularies
 from kagglekit.defaults import cache_root
 from kagglekit.ensemble.combine import training_prior
 from kagglekit.ensemble.probabilities import Probabilities
+from kagglekit.recipe import Recipe
 
 
 @dataclass
@@ -22,32 +24,40 @@ class Data:
 
     `items.train` / `items.test` have one row per image (`id`, `path` the loaders open, one column per task);
     `vocab` lists each task's classes in output order; `undecodable_test` (id, path, reason) holds the test images
-    no model can read, which the ensemble predicts with the training prior.
+    no model can read, which the ensemble predicts with the training prior; `image_cache` counts the images the cache
+    decoded now, reused, could not read, and decoded with a note.
     """
 
     competition: Competition
     items: Items
     vocab: dict[str, list[str]]
     undecodable_test: pd.DataFrame
+    image_cache: dict[str, int] = field(default_factory=dict)
 
-    def fallback(self) -> Probabilities | None:
-        """The training prior for every undecodable test image (None when there is none)."""
+    def fallback(self, tasks: Iterable[str] | None = None) -> Probabilities | None:
+        """The training prior of `tasks` (default: all) for every undecodable test image (None when there is none)."""
         if not len(self.undecodable_test):
             return None
         ids = self.undecodable_test["id"].tolist()
-        return training_prior(self.items.train, self.competition, self.vocab, ids)
+        vocab = self.vocab if tasks is None else {task: self.vocab[task] for task in tasks}
+        return training_prior(self.items.train, self.competition, vocab, ids)
 
 
-def prepare_data(competition: Competition, data_dir: Path, cache_dir: Path | None = None) -> Data:
-    """Read the competition's tables, resolve every image, and decode what needs decoding into the image cache.
+def prepare_data(
+    competition: Competition, data_dir: Path, cache_dir: Path | None = None, recipe: Recipe | None = None
+) -> Data:
+    """Read the competition's tables, resolve every image, and decode each once into the image cache, at the size
+    the `recipe`'s members need (without a recipe: images a 512 px model could use).
 
     Training rows with an empty label or an unreadable image are skipped and listed in `items.skipped`; a missing
-    test image is a `DataError` (the submission needs every id). `cache_dir` defaults to the user's cache folder.
+    test image is a `DataError` (the submission needs every id), an unreadable one is in `undecodable_test`.
+    `cache_dir` defaults to the user's cache folder.
     """
     items = load_items(competition, data_dir)
     vocab = vocabularies(competition, items)
-    prepared = prepare_images(competition, items, Path(cache_dir or cache_root() / "images"))
-    return Data(competition, prepared.items, vocab, prepared.undecodable_test)
+    cover = recipe_cover(recipe) if recipe else DEFAULT_COVER
+    prepared = prepare_images(competition, items, Path(cache_dir or cache_root() / "images"), cover)
+    return Data(competition, prepared.items, vocab, prepared.undecodable_test, prepared.cache)
 
 
 def labels_only(competition: Competition, data_dir: Path) -> Data:

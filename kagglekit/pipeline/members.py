@@ -43,7 +43,8 @@ class MemberOutput:
     weight: float = 1.0  # its weight in the ensemble mean
     arch: str = ""
     valid_score: float | None = None  # the competition metric of `valid`, scored as a submission is
-    task_scores: dict[str, float] = field(default_factory=dict)  # last-epoch accuracy per task, no TTA
+    task_scores: dict[str, float] = field(default_factory=dict)  # the saved model's accuracy per task, no TTA
+    last_epoch_scores: dict[str, float] = field(default_factory=dict)  # the last epoch's, when epochs were averaged
     train_seconds: float = 0.0
     reused: bool = False  # every part was already finished on disk
     train_losses: pd.Series | None = None  # per training row (by id), for a next member with sampling = "loss"
@@ -224,10 +225,13 @@ def fit_member(
         if all(p.valid_plain is not None for p in parts):
             parts[0].valid_plain.concat(*(p.valid_plain for p in parts[1:])).save(member_dir / PLAIN, "valid")
             mean_probabilities([p.test_plain for p in parts]).save(member_dir / PLAIN, "test")
-    task_scores, seconds = history_scores([member_dir / f"fold{k}" for k in range(member.folds or 0)] or [member_dir])
+    task_scores, last_epoch_scores, seconds = history_scores(
+        [member_dir / f"fold{k}" for k in range(member.folds or 0)] or [member_dir]
+    )
     output = MemberOutput(
         name=member.name, valid=valid, test=test, weight=member.weight, arch=member.arch, task_scores=task_scores,
-        train_seconds=seconds, reused=all(p.reused for p in parts), train_losses=parts[-1].losses,
+        last_epoch_scores=last_epoch_scores, train_seconds=seconds, reused=all(p.reused for p in parts),
+        train_losses=parts[-1].losses,
     )  # fmt: skip
     return _assess(output, parts, recipe, data)
 

@@ -1,17 +1,17 @@
 """Predicting with a trained member folder alone: no pickles, no fastai Learner, no DataLoaders.
 
 A member folder holds `model.safetensors` (weights only) and `member.json` (architecture, heads, input
-channels, size, resize method, normalisation). The model is rebuilt with the same fastai/timm constructor
-that training used, so the weight names match exactly, and images get fastai's *validation-time*
-preprocessing: `Resize` (squish, centre crop or reflection pad, bilinear), /255, the member's augmentation
-preset at validation time (a no-op for square sizes, a centre square crop for non-square sizes with
-`min_scale` presets), then `Normalize`. Predictions therefore match `predict_member(learn, items, n_tta=0)`.
+channels, size, resize method, normalisation, image cache settings). The model is rebuilt with the same
+fastai/timm constructor that training used, so the weight names match exactly, and images get training's
+*validation-time* preprocessing: the image cache with the member's settings, the centred view of its size
+(`kagglekit.data.pixels.model_view`: squish, centre crop or reflection pad), /255 (/65535 for 16-bit grey),
+the member's augmentation preset at validation time (a no-op), then `Normalize`. Predictions therefore match
+`predict_member(learn, items, n_tta=0)`.
 """
 
 from __future__ import annotations
 
 import json
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,42 +22,17 @@ import torch
 from fastai.data.core import Pipeline
 from fastai.torch_core import TensorImage
 from fastai.vision.learner import create_timm_model
-from PIL import Image
 from safetensors.torch import load_model
 from torch import nn
 
-from kagglekit.data.dicom import cache_dicoms
-from kagglekit.data.images import DEFAULT_MAX_SIZE, open_grey16
+from kagglekit.data.cache import DICOM_SUFFIXES, CacheSpec, cache_images, load_cached
+from kagglekit.data.pixels import model_view
+from kagglekit.defaults import cache_root
 from kagglekit.ensemble.combine import mean_probabilities
 from kagglekit.ensemble.probabilities import Probabilities
-from kagglekit.errors import DataError, DicomReadError
+from kagglekit.errors import DataError, DicomReadError, ImageReadError
 from kagglekit.train.augment import batch_transforms
 from kagglekit.train.heads import Head, TaskLoss, place_heads
-
-
-def resize(image: Image.Image, size: tuple[int, int], method: str) -> Image.Image:
-    """fastai's `Resize(size, method)` at validation time, on a PIL image; `size` is (height, width).
-
-    Same arithmetic as fastai's `Resize.encodes` and `crop_pad`: a centred window with the target's aspect
-    ratio (inside the image for crop, around it for pad, the whole image for squish), reflection padding
-    (fastai's default `pad_mode`, which training keeps), then a bilinear resize to the target.
-    """
-    height, width = size
-    w, h = image.size
-    if method == "squish":
-        crop_w, crop_h, left, top = w, h, 0, 0
-    else:
-        scale = (max if method == "pad" else min)(w / width, h / height)
-        crop_w, crop_h = int(scale * width), int(scale * height)
-        left, top = int(0.5 * (w - crop_w)), int(0.5 * (h - crop_h))  # int() truncates towards 0, as fastai
-    image = image.crop((max(left, 0), max(top, 0), min(left + crop_w, w), min(top + crop_h, h)))
-    before = (max(-top, 0), max(-left, 0))
-    after = (max(crop_h - h + top, 0), max(crop_w - w + left, 0))
-    if any(before) or any(after):
-        array = np.asarray(image)
-        widths = [(before[0], after[0]), (before[1], after[1])] + [(0, 0)] * (array.ndim - 2)
-        image = Image.fromarray(np.pad(array, widths, mode="reflect"))
-    return image.resize((width, height), Image.Resampling.BILINEAR)
 
 
 @dataclass
@@ -72,25 +47,20 @@ class ExportedMember:
     normalization: dict[str, list[float]] | None
     aug: str
     device: torch.device
+    cache: CacheSpec  # how training's inputs were cached
 
-    def open(self, path: Path) -> Image.Image:
-        """The image as training opened it: RGB for photos, the 16-bit cache as float 0..255 for grey members."""
-        if self.channels == 1:
-            return open_grey16(path)
-        with Image.open(path) as image:
-            return image.convert("RGB")
-
-    def tensor(self, path: Path) -> torch.Tensor:
-        """(channels, height, width) in 0..1: the item transforms of training's validation loader."""
-        array = np.array(resize(self.open(path), self.size, self.resize), dtype=np.float32)
+    def tensor(self, entry: Path) -> torch.Tensor:
+        """(channels, height, width) in 0..1 from a cache entry: the view of training's validation loader."""
+        array = model_view(load_cached(entry), self.size, self.resize)
+        scale = 65535 if array.dtype == np.uint16 else 255
         array = array[:, :, None] if array.ndim == 2 else array
-        return torch.from_numpy(array).permute(2, 0, 1) / 255
+        return torch.from_numpy(array.astype(np.float32)).permute(2, 0, 1) / scale
 
     def predict(self, paths: Sequence[Path], batch_size: int = 32) -> Probabilities:
         """Per-task probabilities (softmax for single-label heads, sigmoid for multi-label), ids = file names.
 
-        DICOM files go through the same conversion as training's cache (full depth, longer side at most 512)
-        in a temporary folder first; an undecodable one raises `DicomReadError` naming the file.
+        Every file goes through the image cache with the member's settings first (as training's did); an
+        unreadable one raises `ImageReadError` (`DicomReadError` for a DICOM) naming the file.
         """
         paths = [Path(p) for p in paths]
         if not paths:
@@ -101,15 +71,14 @@ class ExportedMember:
         if self.normalization is not None:
             stats = [torch.tensor(self.normalization[k], device=self.device)[:, None, None] for k in ("mean", "std")]
         outputs = []
-        with tempfile.TemporaryDirectory(prefix="kagglekit-dicom-") as tmp:
-            readable = _decode_dicoms(paths, Path(tmp))
-            for start in range(0, len(paths), batch_size):
-                batch = torch.stack([self.tensor(readable[p]) for p in paths[start : start + batch_size]])
-                batch = batch_tfms(TensorImage(batch.to(self.device))).as_subclass(torch.Tensor)
-                if stats is not None:
-                    batch = (batch - stats[0]) / stats[1]
-                with torch.inference_mode():
-                    outputs.append(activation(self.model(batch)).cpu())
+        entries = _cached(paths, self.cache)
+        for start in range(0, len(paths), batch_size):
+            batch = torch.stack([self.tensor(entries[p]) for p in paths[start : start + batch_size]])
+            batch = batch_tfms(TensorImage(batch.to(self.device))).as_subclass(torch.Tensor)
+            if stats is not None:
+                batch = (batch - stats[0]) / stats[1]
+            with torch.inference_mode():
+                outputs.append(activation(self.model(batch)).cpu())
         array = torch.cat(outputs).numpy()
         return Probabilities(
             ids=[p.name for p in paths],
@@ -118,16 +87,13 @@ class ExportedMember:
         )
 
 
-def _decode_dicoms(paths: Sequence[Path], folder: Path) -> dict[Path, Path]:
-    """Each path, or for a `.dcm` its cached PNG in `folder` (the conversion `prepare_images` applies)."""
-    dicoms = [p for p in paths if p.suffix.lower() == ".dcm"]
-    if not dicoms:
-        return {p: p for p in paths}
-    report = cache_dicoms(dicoms, folder, max_size=DEFAULT_MAX_SIZE, workers=0)
+def _cached(paths: Sequence[Path], spec: CacheSpec) -> dict[Path, Path]:
+    """Each path's entry in the user's image cache (the conversion `prepare_images` applies)."""
+    report = cache_images(paths, cache_root() / "images", spec, workers=0)
     if report.failures:
         source, reason = next(iter(report.failures.items()))
-        raise DicomReadError(source, reason)
-    return {p: report.images.get(p, p) for p in paths}
+        raise (DicomReadError if source.suffix.lower() in DICOM_SUFFIXES else ImageReadError)(source, reason)
+    return report.images
 
 
 def load_member(folder: Path, device: str | torch.device = "cpu") -> ExportedMember:
@@ -149,6 +115,7 @@ def load_member(folder: Path, device: str | torch.device = "cpu") -> ExportedMem
         normalization=saved["normalization"],
         aug=saved["member"]["aug"],
         device=device,
+        cache=CacheSpec.from_dict(saved.get("image_cache") or {"channels": channels, "frames": "first"}),
     )
 
 
