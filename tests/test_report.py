@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from kagglekit import get_competition
 from kagglekit.cli import app
 from kagglekit.pipeline.job import run
+from kagglekit.report import run_data
 from kagglekit.samples import write_sample
 
 TINY = """
@@ -108,12 +109,16 @@ def test_every_sample_gets_a_standalone_report_with_every_section(sample_run):
         assert "confusion matrix" in alts and {"precision", "recall", "true class"} <= set(page.headers)
     if competition.submission.kind == "probs":
         assert "calibration" in alts
-    if competition.images == "dicom":
-        assert "decoded DICOM cache" in page.all_text
+    assert "as the files store them" in page.all_text  # image sizes of the originals, not of the cache entries
+    if competition.name == "paddy":  # 480 x 640 photos, cached at 32 px: the gallery shows the originals
+        thumbnails = [decoded(src) for src, _ in page.images if src.startswith("data:image/jpeg")]
+        assert len(thumbnails) == page.cards and {max(t.size) for t in thumbnails} == {160}
 
 
 @pytest.mark.parametrize("sample_run", ["paddy"], indirect=True)  # the paddy run above, not a new one
 def test_report_command_rebuilds_it_from_the_run_folder(sample_run):
+    data = run_data(sample_run.folder)
+    assert data.image_cache["cached"] == 0 and data.image_cache["reused"] > 0  # the run's own cache entries
     before = Page(sample_run.report.read_text())
     sample_run.report.unlink()
     result = CliRunner().invoke(app, ["report", str(sample_run.folder)], env={"COLUMNS": "250"})

@@ -18,7 +18,8 @@ from kagglekit.ensemble.probabilities import Probabilities
 from kagglekit.ensemble.thresholds import label_matrix
 from kagglekit.pipeline.data import Data
 from kagglekit.report import figures
-from kagglekit.report.html import card, grid, image, paragraph, table, thumbnail
+from kagglekit.report.html import card, grid, image, paragraph, table
+from kagglekit.report.pictures import thumbnails
 from kagglekit.report.run_files import RunFiles
 from kagglekit.submission.build import answers_for, to_submission
 
@@ -169,13 +170,13 @@ def correlation(run: RunFiles, data: Data, j: Judged) -> str:
 def top_losses(run: RunFiles, data: Data, j: Judged) -> str:
     """The validation images the ensemble is most wrong about: thumbnail, true label, prediction, probability,
     loss (`kagglekit review` ranks every training row this way)."""
-    grey = data.competition.images == "dicom"
-    paths = data.items.train.set_index("id")["path"]
     probability, wrong = j.probability, j.wrong
+    shown = np.argsort(-j.losses, kind="stable")[:GALLERY]
     cards = []
-    for row in np.argsort(-j.losses, kind="stable")[:GALLERY]:
+    for row, uri in zip(shown, thumbnails(data.items.train, [j.ids[row] for row in shown], data.competition),
+                        strict=True):  # fmt: skip
         lines = [f"true: {j.truth[row]}", f"predicted: {j.predicted[row]} ({probability[row]:.2f})",
                  f"loss {j.losses[row]:.3f}"]  # fmt: skip
-        cards.append(card(thumbnail(paths[j.ids[row]], grey), j.ids[row], lines, bool(wrong[row])))
+        cards.append(card(uri, j.ids[row], lines, bool(wrong[row])))
     return paragraph(f"The {len(cards)} validation images with the highest loss under the ensemble "
                      "(red: the prediction is wrong).") + grid(cards)  # fmt: skip

@@ -8,9 +8,7 @@ import base64
 import html
 import io
 from collections.abc import Iterable
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from PIL import Image
 
@@ -79,18 +77,9 @@ def page(title: str, subtitle: str, sections: list[tuple[str, str, str]]) -> str
     )
 
 
-def thumbnail(path: str | Path, grey16: bool = False, size: int = THUMBNAIL) -> str:
-    """A JPEG `data:` URI of the image, longest side `size` px. `grey16`: a cached 16-bit DICOM PNG, shown with
-    its own range stretched to 0..255 (what a viewer's auto-window does), else the file as it is."""
-    if grey16:
-        from kagglekit.data.images import open_grey16
-
-        array = np.asarray(open_grey16(path), dtype=np.float32)
-        low, high = np.percentile(array, [0.5, 99.5])
-        picture = Image.fromarray(np.uint8(np.clip((array - low) / max(high - low, 1e-6), 0, 1) * 255))
-    else:
-        with Image.open(path) as opened:
-            picture = opened.convert("RGB")
+def thumbnail(picture: Image.Image, size: int = THUMBNAIL) -> str:
+    """A JPEG `data:` URI of `picture` (see `kagglekit.report.pictures`), longest side at most `size` px."""
+    picture = picture.copy()
     picture.thumbnail((size, size))
     buffer = io.BytesIO()
     picture.convert("RGB").save(buffer, format="JPEG", quality=85)

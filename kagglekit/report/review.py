@@ -23,7 +23,8 @@ from kagglekit.ensemble.combine import mean_probabilities
 from kagglekit.ensemble.probabilities import Probabilities
 from kagglekit.pipeline.data import Data
 from kagglekit.report.analysis import judge
-from kagglekit.report.html import card, grid, page, paragraph, thumbnail
+from kagglekit.report.html import card, grid, page, paragraph
+from kagglekit.report.pictures import thumbnails
 from kagglekit.report.run_files import MemberFiles, RunFiles, load_run, run_data
 
 REVIEW_CSV, REVIEW_HTML = "review.csv", "review.html"
@@ -84,12 +85,12 @@ def review_labels(run: RunFiles, data: Data, device: str | None = None) -> pd.Da
 
 def contact_sheet(review: pd.DataFrame, data: Data, run_name: str, top: int = CONTACT_SHEET) -> str:
     """An HTML page of the `top` rows of a review: thumbnail, id, given and predicted label, probability, loss."""
-    grey = data.competition.images == "dicom"
-    paths = data.items.train.set_index("id")["path"]
-    cards = [card(thumbnail(paths[row.id], grey), f"#{row.rank} {row.id}",
+    shown = review.head(top)
+    cards = [card(uri, f"#{row.rank} {row.id}",
                   [f"given: {row.given_label}", f"predicted: {row.predicted_label} ({row.probability:.2f})",
                    f"loss {row.loss:.3f} · {row.split}"], row.wrong)
-             for row in review.head(top).itertuples()]  # fmt: skip
+             for row, uri in zip(shown.itertuples(), thumbnails(data.items.train, shown["id"], data.competition),
+                                 strict=True)]  # fmt: skip
     text = paragraph(
         f"The {len(cards)} training images whose given label is most likely wrong (red: the models predict another "
         f"label). Mark rows in {REVIEW_CSV} (action exclude, or relabel with the right label) and pass it to "

@@ -13,9 +13,10 @@ import pandas as pd
 from kagglekit.competition import Competition
 from kagglekit.ensemble.probabilities import Probabilities
 from kagglekit.ensemble.thresholds import Thresholds
-from kagglekit.errors import DataError
+from kagglekit.errors import DataError, RecipeError
 from kagglekit.pipeline.data import Data, corrected, prepare_data
 from kagglekit.pipeline.members import PLAIN
+from kagglekit.recipe import Recipe, parse_recipe
 
 
 def lr_found(member_dir: Path) -> dict[str, float] | None:
@@ -112,9 +113,19 @@ def load_run(folder: Path) -> RunFiles:
     )  # fmt: skip
 
 
+def run_recipe(config: dict[str, Any]) -> Recipe | None:
+    """The recipe a run's `run.json` configuration recorded (None when this version cannot read it back)."""
+    saved = dict(config.get("recipe") or {})
+    try:
+        return parse_recipe(saved, saved.pop("name", "recipe"), saved.pop("source", "<run.json>"))
+    except (RecipeError, TypeError):  # a recipe of another kagglekit version
+        return None
+
+
 def run_data(folder: Path, data_dir: Path | None = None, competition: Competition | None = None) -> Data:
-    """The run's `Data` as it trained on it: its competition and data folder (from run.json unless given), with the
-    label corrections it recorded applied. Raises `DataError` when the data folder is gone."""
+    """The run's `Data` as it trained on it: its competition and data folder (from run.json unless given), the image
+    cache entries of its recipe's sizes (the ones it trained on, so nothing is decoded again), with the label
+    corrections it recorded applied. Raises `DataError` when the data folder is gone."""
     from kagglekit.registry import get_competition
 
     folder = Path(folder)
@@ -123,5 +134,5 @@ def run_data(folder: Path, data_dir: Path | None = None, competition: Competitio
     data_dir = Path(data_dir or config["data_dir"])
     if not data_dir.is_dir():
         raise DataError(f"{folder}: the run's data folder {data_dir} is gone; pass --data with the competition files.")
-    data = prepare_data(competition, data_dir)
+    data = prepare_data(competition, data_dir, recipe=run_recipe(config))
     return corrected(data, config["corrections"])[0] if config.get("corrections") else data

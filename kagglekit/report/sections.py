@@ -6,12 +6,12 @@ from __future__ import annotations
 from dataclasses import fields
 
 import pandas as pd
-from PIL import Image
 
 from kagglekit.pipeline.data import Data
 from kagglekit.recipe import Member
 from kagglekit.report import figures
 from kagglekit.report.html import DASH, esc, image, notes, paragraph, table
+from kagglekit.report.pictures import image_sizes
 from kagglekit.report.run_files import MemberFiles, RunFiles
 from kagglekit.submission.metrics import get_metric
 
@@ -66,23 +66,11 @@ def _class_counts(run: RunFiles, data: Data) -> pd.DataFrame:
     return counts.reindex(data.vocab[data.competition.target_task], fill_value=0)
 
 
-def _image_sizes(data: Data) -> pd.DataFrame:
-    paths = data.items.train["path"]
-    sample = paths.sample(min(SIZE_SAMPLE, len(paths)), random_state=0)
-    sizes = []
-    for path in sample:
-        with Image.open(path) as opened:
-            sizes.append(opened.size)
-    frame = pd.DataFrame(sizes, columns=["width", "height"])
-    return frame.value_counts().rename("count").reset_index().sort_values("count", ascending=False)
-
-
 def data_summary(run: RunFiles, data: Data) -> str:
     """Rows, class balance, image sizes, and the rows that were skipped or corrected."""
     m, competition = run.metrics, data.competition
     counts = _class_counts(run, data)
-    sizes = _image_sizes(data)
-    read = "the decoded DICOM cache (longer side at most 512 px)" if competition.images == "dicom" else "the files"
+    sizes = image_sizes(data.items.train, competition, SIZE_SAMPLE)
     parts = [
         table(pd.DataFrame({"training rows used": [m.get("n_train", len(data.items.train))],
                             "test rows": [m.get("n_test", len(data.items.test))],
@@ -90,8 +78,9 @@ def data_summary(run: RunFiles, data: Data) -> str:
                             "undecodable test images": [len(run.tables.get("undecodable_test", []))]})),
         image(figures.class_balance_png(counts, competition.tasks[competition.target_task].column), "class balance"),
         table(counts.reset_index()),
-        paragraph(f"Image sizes of {int(sizes['count'].sum())} training images (a random sample), as the loaders "
-                  f"read them from {read}:"),
+        paragraph(f"Image sizes (width x height) of {int(sizes['count'].sum())} training images (a random sample), "
+                  "as the files store them; the loaders read them from the image cache, shrunk to the recipe's "
+                  "largest size:"),
         image(figures.image_sizes_png(sizes), "image sizes") if len(sizes) > 1 else "",
         table(sizes.head(10)),
     ]  # fmt: skip
