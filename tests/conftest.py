@@ -14,9 +14,13 @@ from kagglekit.samples import SampleData, write_sample
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("KAGGLEKIT_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Session-wide, so that it is set before the module- and session-scoped fixtures that run the pipeline (a
+    function-scoped one came after them, and they filled the user's own cache)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KAGGLEKIT_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        yield
 
 
 @pytest.fixture(autouse=True)
