@@ -20,7 +20,8 @@ from kagglekit.pipeline.job import run
 from kagglekit.recipe import Member
 from kagglekit.train import create_learner, make_dataloaders, make_heads
 from kagglekit.train import lr_find as lr_find_module
-from kagglekit.train.lr_find import LRFinding, find_lr, resolve_lr, suggestions
+from kagglekit.train.lr_find import LRFinding, find_lr, lr_find_member, resolve_lr, suggestions
+from kagglekit.train.mixing import Mixing
 
 LRS = np.logspace(-7, 1, 100)
 
@@ -84,6 +85,49 @@ def test_resolve_lr_reuses_a_saved_finding(tmp_path, monkeypatch):
     assert resolved.lr == 4e-4 and resolve_lr(None, Member(name="m", arch="a", lr=0.1), tmp_path).lr == 0.1
 
 
+class Body:
+    """Stands in for a learner where only freezing matters."""
+
+    def __init__(self):
+        self.frozen = None
+
+    def freeze(self):
+        self.frozen = True
+
+    def unfreeze(self):
+        self.frozen = False
+
+
+def test_resolve_lr_finds_again_for_another_configuration_as_the_first_phase_trains(tmp_path, monkeypatch):
+    found = []
+
+    def finding(learn, *args, **kwargs):
+        found.append(learn.frozen)
+        return LRFinding([1e-5, 1e-3], [2.0, 1.0], valley=1e-3 * len(found), slide=1e-4, member="m")
+
+    monkeypatch.setattr(lr_find_module, "find_lr", finding)
+    member = Member(name="m", arch="a", lr="find", pretrained=True)  # a pretrained body: the head trains first
+    assert resolve_lr(Body(), member, tmp_path, config={"rows": "a"}).lr == 1e-3
+    assert resolve_lr(Body(), member, tmp_path, config={"rows": "a"}).lr == 1e-3  # the same run resumed: reused
+    assert resolve_lr(Body(), member, tmp_path, config={"rows": "b"}).lr == 2e-3  # other rows: found again
+    assert LRFinding.load(tmp_path).valley == 2e-3
+    from_scratch = Member(name="m", arch="a", lr="find", pretrained=False)
+    resolve_lr(Body(), from_scratch, tmp_path, config={"rows": "c"})
+    assert found == [True, True, False]  # frozen where the first phase is (see schedule), not as the learner came
+
+
+def test_lr_find_runs_on_the_mixed_and_smoothed_loss_the_member_trains_on(colours_data, monkeypatch):
+    mixed = []
+    before_batch = Mixing.before_batch
+    monkeypatch.setattr(Mixing, "before_batch", lambda self: (mixed.append(self.member.name), before_batch(self)))
+    train = colours_data.items.train
+    member = Member(name="mixup-ema", arch="resnet10t", size=32, batch_size=8, mixup=0.4, label_smoothing=0.1,
+                    ema=0.99)  # fmt: skip
+    is_valid = make_splits(train["id"], 0.25, 1)["is_valid"]
+    finding = lr_find_member(member, colours_data.competition, train, is_valid, colours_data.vocab, num_it=20)
+    assert 1e-7 < finding.valley < 10 and len(mixed) == len(finding.lrs) > 10  # every batch of the test mixed
+
+
 def test_lr_find_command_on_the_sample_layout(paddy_sample, tmp_path):
     recipe = tmp_path / "r.toml"
     recipe.write_text('[[members]]\nname = "small"\narch = "resnet10t"\nsize = 32\nbatch_size = 8\n')
@@ -105,7 +149,7 @@ def test_lr_find_in_a_recipe_trains_at_the_valley_and_records_the_curve(colours_
     sample, _ = colours_sample
     recipe = tmp_path / "find.toml"
     recipe.write_text('tta = 0\n[[members]]\nname = "f"\narch = "resnet10t"\nsize = 32\nepochs = 1\nbatch_size = 8\n'
-                      'lr = "find"\n')  # fmt: skip
+                      'lr = "find"\nmixup = 0.4\nema = 0.99\n')  # fmt: skip
     result = run(colours(), recipe, data=sample.data_dir, runs_dir=tmp_path / "runs", submissions_dir=tmp_path / "s")
     member = result.folder / "members" / "f"
     found = json.loads((member / "lr_find.json").read_text())

@@ -3,7 +3,8 @@ a mock training whose rate grows exponentially each batch, recording the smoothe
 
 `kagglekit lr-find` shows the curve, its table and fastai's valley and slide suggestions; a recipe's
 `lr = "find"` trains the member at the valley suggestion, saved beside the member (`lr_find.*`) so a resumed
-run keeps the same rate.
+run of the same configuration keeps the same rate. The test runs on the loss the member trains on: mixed and
+smoothed targets for members with mixup/cutmix or label smoothing, with gradient accumulation.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from fastai.callback.core import Callback
 from fastai.callback.schedule import slide, valley
 from fastai.learner import Learner
 from fastai.torch_core import set_seed
@@ -28,12 +30,14 @@ from kagglekit.data.images import input_channels
 from kagglekit.data.splits import valid_mask
 from kagglekit.errors import RecipeError
 from kagglekit.recipe import FIND, Member
+from kagglekit.runs import config_key
 from kagglekit.train.distributed import is_main_process, main_process_first
-from kagglekit.train.heads import make_heads
+from kagglekit.train.heads import Head, make_heads
 from kagglekit.train.learner import apply_precision, create_learner
 from kagglekit.train.loaders import make_dataloaders
+from kagglekit.train.mixing import Mixing
 from kagglekit.train.progress import show_progress
-from kagglekit.train.schedule import accumulation_callbacks
+from kagglekit.train.schedule import accumulation_callbacks, schedule
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,7 @@ class LRFinding:
     valley: float
     slide: float
     member: str = ""
+    config: str = ""  # the `config_key` of the training configuration it was found for ("": not recorded)
 
     def table(self) -> pd.DataFrame:
         return pd.DataFrame({"lr": self.lrs, "loss": self.losses})
@@ -63,7 +68,8 @@ class LRFinding:
         paths = {key: folder / name for key, name in FILES.items()}
         write_csv(paths["table"], self.table())
         atomic_write(paths["plot"], lambda tmp: tmp.write_bytes(lr_find_png(self)))
-        write_json(paths["suggestions"], {"member": self.member, "valley": self.valley, "slide": self.slide})
+        suggested = {"member": self.member, "valley": self.valley, "slide": self.slide, "config": self.config}
+        write_json(paths["suggestions"], suggested)
         return paths
 
     @classmethod
@@ -74,7 +80,8 @@ class LRFinding:
             return None
         saved = json.loads((folder / FILES["suggestions"]).read_text())
         table = pd.read_csv(folder / FILES["table"])
-        return cls(table["lr"].tolist(), table["loss"].tolist(), saved["valley"], saved["slide"], saved["member"])
+        return cls(table["lr"].tolist(), table["loss"].tolist(), saved["valley"], saved["slide"], saved["member"],
+                   saved.get("config", ""))  # fmt: skip
 
 
 def suggestions(lrs: Sequence[float], losses: Sequence[float], num_it: int) -> tuple[float, float]:
@@ -121,29 +128,51 @@ def lr_find_member(
     num_it: int = 100,
 ) -> LRFinding:
     """`find_lr` on the learner `train_member` would start from: the member's heads, first stage's loaders (size,
-    resize, augmentation, batch size, accumulation) and precision, frozen where its first phase is."""
+    resize, augmentation, batch size) and precision, frozen where its first phase is, with its accumulation and
+    mixing (`loss_callbacks`)."""
     set_seed(seed, reproducible=True)
     heads = make_heads(competition, vocab, member)
     is_valid = valid_mask(is_valid, train)
-    callbacks = accumulation_callbacks(member, int((~is_valid).sum()))
+    callbacks = [*accumulation_callbacks(member, int((~is_valid).sum())), *loss_callbacks(member, heads)]
     channels = input_channels(competition)
     dls = make_dataloaders(train, is_valid, heads, member, num_workers, channels, member.stage_list[0])
     learn = create_learner(dls, member, heads, channels)
     show_progress(learn, member.name)  # no per-batch bars in a pipe or a log
     apply_precision(learn, member)
+    _as_first_phase(learn, member)
     return find_lr(learn, callbacks, num_it, member.name)
 
 
-def resolve_lr(learn: Learner, member: Member, out_dir: Path, callbacks: Sequence = ()) -> Member:
+def _as_first_phase(learn: Learner, member: Member) -> None:
+    """Freeze the body where the member's first phase trains the head alone (`schedule`), else unfreeze it."""
+    first = schedule(replace(member, lr=1.0))[0]  # the rate is not known yet; freezing does not depend on it
+    if first.frozen:
+        learn.freeze()
+    else:
+        learn.unfreeze()
+
+
+def loss_callbacks(member: Member, heads: Sequence[Head]) -> list[Callback]:
+    """The callbacks that change the loss a member trains on: mixup/cutmix and label smoothing (`Mixing`, on every
+    batch of the test, as in training's first epochs), so the range test measures that loss."""
+    return [Mixing(member, heads)] if member.mixes or member.label_smoothing else []
+
+
+def resolve_lr(learn: Learner, member: Member, out_dir: Path, callbacks: Sequence = (), config: dict | None = None
+               ) -> Member:  # fmt: skip
     """The member with `lr = "find"` replaced by the valley suggestion of `find_lr` on `learn` (a fresh learner
-    whose weights it leaves as they were). The finding is saved in `out_dir`; one already there is reused, so a
-    resumed member keeps its rate. Rank 0 finds, the other processes of a multi-GPU run read its file."""
+    whose weights it leaves as they were), frozen where the member's first phase is. The finding is saved in
+    `out_dir` with the key of `config` (the member's `training_config`); one already there for the same
+    configuration is reused, so a resumed member keeps its rate, and one of another configuration is found again.
+    Rank 0 finds, the other processes of a multi-GPU run read its file."""
     if member.lr != FIND:
         return member
+    key = config_key(config) if config is not None else ""
     with main_process_first():
         finding = LRFinding.load(out_dir)
-        if finding is None:
-            finding = find_lr(learn, callbacks, member=member.name)
+        if finding is None or finding.config != key:
+            _as_first_phase(learn, member)
+            finding = replace(find_lr(learn, callbacks, member=member.name), config=key)
             if is_main_process():
                 finding.save(out_dir)
     log.info("%s: lr_find suggests %.2e (valley) and %.2e (slide); training at the valley",

@@ -34,7 +34,7 @@ from kagglekit.train.ema import WeightEma
 from kagglekit.train.heads import Head, make_heads
 from kagglekit.train.learner import apply_precision, create_learner
 from kagglekit.train.loaders import make_dataloaders
-from kagglekit.train.lr_find import resolve_lr
+from kagglekit.train.lr_find import loss_callbacks, resolve_lr
 from kagglekit.train.mixing import Mixing
 from kagglekit.train.progress import show_progress
 from kagglekit.train.schedule import Phase, accumulation_callbacks, schedule
@@ -148,7 +148,7 @@ def train_member(
     for note in notes:
         log.info(note)
     config = training_config(member, seed, heads, train, is_valid, channels, weights)  # lr "find" as written
-    member = resolve_lr(learn, member, out_dir, accumulation)  # lr = "find": lr_find on this fresh learner
+    member = resolve_lr(learn, member, out_dir, [*accumulation, *loss_callbacks(member, heads)], config)  # lr "find"
     phases = schedule(member)
     regularisers = _Regularisers(member, heads, learn, out_dir, phases)
     state = resume(learn, out_dir, config, regularisers.parts)
