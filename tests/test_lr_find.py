@@ -128,7 +128,8 @@ def test_lr_find_runs_on_the_mixed_and_smoothed_loss_the_member_trains_on(colour
     assert 1e-7 < finding.valley < 10 and len(mixed) == len(finding.lrs) > 10  # every batch of the test mixed
 
 
-def test_lr_find_command_on_the_sample_layout(paddy_sample, tmp_path):
+def test_lr_find_command_on_the_sample_layout(paddy_sample, tmp_path, monkeypatch):
+    monkeypatch.setenv("KAGGLEKIT_CACHE", str(tmp_path / "cache"))
     recipe = tmp_path / "r.toml"
     recipe.write_text('[[members]]\nname = "small"\narch = "resnet10t"\nsize = 32\nbatch_size = 8\n')
     out = tmp_path / "out"
@@ -141,6 +142,8 @@ def test_lr_find_command_on_the_sample_layout(paddy_sample, tmp_path):
     table = pd.read_csv(out / "lr_find.csv")
     assert len(table) > 20 and table["lr"].is_monotonic_increasing
     Image.open(out / "lr_find.png").load()
+    entries = {p.name.split(".", 1)[1] for p in (tmp_path / "cache" / "images").glob("*.npy")}
+    assert entries == {"32x32.npy"}  # decoded at the recipe's size, as `run` will want them
     wrong = CliRunner().invoke(app, [*args, "--member", "nope"])
     assert wrong.exit_code == 2 and "has no member 'nope'; its members: small" in wrong.output
 

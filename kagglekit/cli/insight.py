@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from kagglekit.cli.common import console
+from kagglekit.cli.common import console, print_table
 from kagglekit.errors import DataError, RecipeError
 from kagglekit.registry import get_competition
 
@@ -52,7 +52,8 @@ def lr_find(
     if member is not None and member not in names:
         raise RecipeError(f"Recipe {parsed.name!r} has no member {member!r}; its members: {', '.join(names)}.")
     chosen = parsed.members[names.index(member) if member else 0]
-    prepared = prepare_data(spec, locate_data(spec, ensure_sample(spec).data_dir if sample else data))
+    data_dir = locate_data(spec, ensure_sample(spec).data_dir if sample else data)
+    prepared = prepare_data(spec, data_dir, recipe=parsed)  # the image cache at the recipe's sizes, as `run` has it
     out = out or runs_dir() / spec.name / "lr_find" / f"{timestamp()}_{chosen.name}"
     _, is_valid = member_splits(chosen, parsed, prepared.items.train, spec, out)[0]  # the first fold of k-fold
     finding = lr_find_member(chosen, spec, prepared.items.train, is_valid, prepared.vocab,
@@ -93,5 +94,5 @@ def review(
     for row in ranked.itertuples():
         table.add_row(row.rank, escape(row.id), escape(row.given_label), escape(row.predicted_label),
                       row.probability, row.loss, row.split)  # fmt: skip
-    console.print(table)
+    print_table(table)
     console.print(f"Review: [bold]{escape(str(csv))}[/]\nContact sheet: [bold]{escape(str(html))}[/]")
