@@ -33,7 +33,7 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "Items": ".data.items", "load_items": ".data.items", "vocabularies": ".data.items",
     "locate_data": ".data.locate",
     "make_folds": ".data.splits", "make_splits": ".data.splits", "member_splits": ".data.splits",
-    "train_member": ".train.member",
+    "train_member": ".train.member", "LRFinding": ".train.lr_find", "lr_find_member": ".train.lr_find",
     "predict_member": ".predict.tta", "load_member": ".predict.export", "predict_run": ".predict.export",
     "Probabilities": ".ensemble.probabilities", "mean_probabilities": ".ensemble.combine",
     "METRICS": ".submission.metrics", "get_metric": ".submission.metrics",
@@ -42,4 +42,8 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "CheckReport": ".submission.checks", "check_submission": ".submission.checks",
     "compare_submissions": ".submission.checks",
     "ensure_sample": ".samples.writer", "write_sample": ".samples.writer",
+    # what the model gets wrong
+    "write_report": ".report.build", "load_run": ".report.run_files", "run_data": ".report.run_files",
+    "review_labels": ".report.review", "write_review": ".report.review",
+    "apply_corrections": ".data.corrections", "read_corrections": ".data.corrections",
 })  # fmt: skip

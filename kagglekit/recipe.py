@@ -20,6 +20,9 @@ else:  # pragma: no cover
 from kagglekit.errors import RecipeError
 
 ResizeMethod = Literal["squish", "crop", "pad"]
+FIND = "find"  # `lr = "find"`: fastai's lr_find picks the rate (its valley suggestion) before the member trains
+AUTO = "auto"  # `tta = "auto"`: each member uses TTA only if it beats the plain prediction on validation
+AUTO_TTA_PASSES = 4  # augmented passes a member predicts with under `tta = "auto"`
 AUGMENTATIONS = ("none", "flip", "default", "overhead")  # the presets of kagglekit.train.augment
 
 
@@ -30,7 +33,7 @@ class Stage:
     size: tuple[int, int]  # (height, width)
     resize: ResizeMethod
     epochs: int
-    lr: float
+    lr: float | str  # "find" until kagglekit.train.lr_find resolves it
 
 
 def _hw(size: int | list | tuple) -> tuple[int, int]:
@@ -52,7 +55,7 @@ class Member:
     resize: ResizeMethod = "squish"
     aug: str = "default"
     epochs: int = 5
-    lr: float = 2e-3
+    lr: float | Literal["find"] = 2e-3  # "find": the valley suggestion of fastai's lr_find, found before training
     batch_size: int = 64
     accum: int = 1
     weight: float = 1.0  # its weight in the ensemble's mean
@@ -98,8 +101,9 @@ class Member:
             raise RecipeError(f"member {self.name!r}: compile must be true or false, got {self.compile!r}.")
         if not isinstance(self.pretrained, (bool, str)):
             raise RecipeError(f"member {self.name!r}: pretrained must be true, false or a path to weights.")
-        if self.epochs < 1 or self.lr <= 0 or self.weight < 0:
-            raise RecipeError(f"member {self.name!r}: epochs >= 1, lr > 0 and weight >= 0 are required.")
+        lr_ok = self.lr == FIND or (isinstance(self.lr, (int, float)) and self.lr > 0)
+        if self.epochs < 1 or not lr_ok or self.weight < 0:
+            raise RecipeError(f'member {self.name!r}: epochs >= 1, lr > 0 (or "find") and weight >= 0 are required.')
         if self.sampling not in ("none", "balanced", "loss"):
             raise RecipeError(f"member {self.name!r}: sampling must be none, balanced or loss, got {self.sampling!r}.")
         if self.folds is not None and (self.folds < 2 or self.split_seed is not None):
@@ -112,6 +116,8 @@ class Member:
                 )
             if stage.get("resize", self.resize) not in ("squish", "crop", "pad") or int(stage["epochs"]) < 1:
                 raise RecipeError(f"member {self.name!r}: invalid stage {stage}.")
+            if not isinstance(stage.get("lr", 1.0), (int, float)):
+                raise RecipeError(f'member {self.name!r}: a stage\'s lr must be a number ("find" is for the member).')
         self._check_regularisation()
 
     def _check_regularisation(self) -> None:
@@ -145,11 +151,14 @@ class Member:
 
     @property
     def stage_list(self) -> list[Stage]:
-        """The member's training stages; without `stages`, one stage at its size for its epochs."""
+        """The member's training stages; without `stages`, one stage at its size for its epochs.
+
+        With `lr = "find"` unresolved, stages without their own lr carry "find" (`kagglekit.train.lr_find` replaces
+        the member's lr with the found value before any stage trains)."""
         if not self.stages:
             return [Stage(_hw(self.size), self.resize, self.epochs, self.lr)]
         return [
-            Stage(_hw(s["size"]), s.get("resize", self.resize), int(s["epochs"]), float(s.get("lr", self.lr)))
+            Stage(_hw(s["size"]), s.get("resize", self.resize), int(s["epochs"]), s.get("lr", self.lr))
             for s in self.stages
         ]
 
@@ -182,10 +191,16 @@ class Recipe:
     valid_pct: float = 0.2
     split: Literal["random", "stratified"] = "stratified"
     seed: int = 42
-    tta: int = 4  # augmented passes averaged with the plain pass
+    tta: int | Literal["auto"] = 4  # augmented passes averaged with the plain pass; auto: per member, if it helps
     num_workers: int | None = None  # data-loading processes; None: fastai's default on CUDA, 0 on the CPU
     ensemble_weights: Literal["recipe", "tuned"] = "recipe"  # tuned: fit to the honest validation rows
+    keep_broken_members: bool = False  # keep members no better than the constant prediction in the ensemble
     source: str = ""
+
+    @property
+    def tta_passes(self) -> int:
+        """Augmented passes each member predicts with (under "auto", before the choice on validation)."""
+        return AUTO_TTA_PASSES if self.tta == AUTO else int(self.tta)
 
     def member_seed(self, member: Member) -> int:
         return self.seed + self.members.index(member) if member.seed is None else member.seed
@@ -238,8 +253,8 @@ def parse_recipe(data: dict[str, Any], name: str, source: str = "<recipe>") -> R
         raise RecipeError(f"{source}: split must be 'random' or 'stratified', got {recipe.split!r}.")
     if recipe.ensemble_weights not in ("recipe", "tuned"):
         raise RecipeError(f"{source}: ensemble_weights must be 'recipe' or 'tuned', got {recipe.ensemble_weights!r}.")
-    if recipe.tta < 0:
-        raise RecipeError(f"{source}: tta must be >= 0, got {recipe.tta}.")
+    if recipe.tta != AUTO and (not isinstance(recipe.tta, int) or isinstance(recipe.tta, bool) or recipe.tta < 0):
+        raise RecipeError(f'{source}: tta must be a number of passes >= 0 or "auto", got {recipe.tta!r}.')
     return recipe
 
 

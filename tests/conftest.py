@@ -14,9 +14,13 @@ from kagglekit.samples import SampleData, write_sample
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("KAGGLEKIT_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Session-wide, so that it is set before the module- and session-scoped fixtures that run the pipeline (a
+    function-scoped one came after them, and they filled the user's own cache)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KAGGLEKIT_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        yield
 
 
 @pytest.fixture(autouse=True)
@@ -51,3 +55,26 @@ def paddy():
 def paddy_sample(tmp_path_factory, paddy) -> SampleData:
     """About 90 training and 24 test images in the real Paddy Doctor layout."""
     return write_sample(paddy, tmp_path_factory.mktemp("paddy-sample"), seed=1, n_train=80, n_test=24)
+
+
+@pytest.fixture(scope="session")
+def colours_sample(tmp_path_factory):
+    """64 training and 16 test images of the colours test plug-in, 4 of the training rows labelled wrong."""
+    from colours import colours, plant_wrong_labels
+
+    sample = write_sample(colours(), tmp_path_factory.mktemp("colours-sample"), seed=1, n_train=64, n_test=16)
+    return sample, plant_wrong_labels(sample.data_dir, 4)
+
+
+@pytest.fixture(scope="session")
+def colours_run(tmp_path_factory, colours_sample):
+    """One finished run on the colours sample (see colours.RECIPE), shared by the report, guard and review tests."""
+    from colours import RECIPE, colours
+
+    from kagglekit.pipeline.job import run
+
+    folder = tmp_path_factory.mktemp("colours-run")
+    (folder / "recipe.toml").write_text(RECIPE)
+    sample, _ = colours_sample
+    return run(colours(), folder / "recipe.toml", data=sample.data_dir, answers=sample.answers,
+               runs_dir=folder / "runs", submissions_dir=folder / "subs")  # fmt: skip

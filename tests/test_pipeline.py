@@ -53,6 +53,8 @@ def test_run_end_to_end_then_compare_with_the_previous_submission(paddy_sample, 
     first = _run("--data", str(paddy_sample.data_dir.parent), "--answers", str(paddy_sample.answers), *common)
     assert "ensemble" in first.output and "passed the submission checks" in first.output
     assert "Test accuracy against the hidden answers" in first.output
+    last = first.output.rstrip().splitlines()[-1]  # the report's path, printed last
+    assert last.startswith("Report: ") and last.endswith("report.html")
 
     (run_json,) = (tmp_path / "runs" / "paddy").glob("*/run.json")
     record = json.loads(run_json.read_text())
@@ -66,6 +68,7 @@ def test_run_end_to_end_then_compare_with_the_previous_submission(paddy_sample, 
     assert set(members) == {"a", "b"} and all(0 <= m["valid_accuracy"] <= 1 for m in members.values())
     assert record["metrics"]["submission_check"]["ok"]
     folder = run_json.parent
+    assert last == f"Report: {folder / 'report.html'}" and record["artifacts"]["report"] == str(folder / "report.html")
     for member in ("a", "b"):
         assert (folder / "members" / member / "model.safetensors").is_file()
         assert (folder / "members" / member / "test_label.csv.gz").is_file()

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.logging import RichHandler
 
-from kagglekit.cli import kaggle, kernels, local, predict
+from kagglekit.cli import insight, kaggle, kernels, local, predict
 from kagglekit.cli.common import Commands, console, fit_output
 
 app = typer.Typer(
@@ -59,6 +59,9 @@ app.command()(local.sample)
 app.command()(local.run)
 app.command()(local.check)
 app.command()(predict.predict)
+app.command("lr-find")(insight.lr_find)
+app.command()(insight.report)
+app.command()(insight.review)
 app.command()(kaggle.download)
 app.command()(kaggle.submit)
 app.command()(kaggle.submissions)

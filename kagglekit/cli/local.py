@@ -65,6 +65,13 @@ def run(
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Start a new run instead of resuming an unfinished one.")
     ] = False,
+    corrections: Annotated[
+        Path | None,
+        typer.Option(
+            help="CSV of id,action,label rows (exclude or relabel) applied to the training labels; "
+            "e.g. the review.csv of `kagglekit review`, marked. Your data files are never edited."
+        ),
+    ] = None,
 ) -> None:
     """Train the recipe's ensemble, write a checked submission, and print member and ensemble scores.
 
@@ -78,12 +85,16 @@ def run(
     from kagglekit.train.distributed import is_main_process
 
     result = run_pipeline(chosen, recipe, data=data, sample=sample, answers=answers, runs_dir=runs,
-                          submissions_dir=submissions, name=name, fresh=fresh)  # fmt: skip
+                          submissions_dir=submissions, name=name, fresh=fresh, corrections=corrections)  # fmt: skip
     if not is_main_process():
         return  # the other ranks helped train; rank 0 reports
     _print_result(result)
     if not result.check.ok:
         raise typer.Exit(1)
+
+
+def _score(value: float | None) -> str:
+    return "diverged" if value is None else f"{value:.4f}"
 
 
 def _print_result(result: RunResult) -> None:
@@ -92,17 +103,23 @@ def _print_result(result: RunResult) -> None:
     metric, ens = get_metric(result.metric), result.ensemble
     arrow = "higher is better" if metric.greater_is_better else "lower is better"
     table = Table(title=f"{result.competition.name}: validation {metric.name} ({arrow})")
-    for column in ("member", "arch", "rows", f"{metric.name} (TTA)", "accuracy per task, no TTA", "train s"):
+    columns = ("member", "arch", "rows", metric.name, "TTA gain", "constant", "accuracy per task, no TTA", "train s")
+    for column in columns:
         table.add_column(column, justify="right" if column in ("rows", "train s") else "left", overflow="fold")
     for m in result.members:
         tasks = ", ".join(f"{task} {score:.3f}" for task, score in m.task_scores.items())
         if m.last_epoch_scores:  # averaged epochs: the last epoch's score beside the average's
             tasks += " (last epoch " + ", ".join(f"{s:.3f}" for s in m.last_epoch_scores.values()) + ")"
         seconds = "reused" if m.reused else f"{m.train_seconds:.0f}"
-        table.add_row(escape(m.name), m.arch, str(m.valid_rows), f"{m.valid_score:.4f}", tasks, seconds)
+        name = escape(m.name) + ("" if not m.broken else " [red](broken)[/]" if m.name in ens.excluded
+                                 else " [yellow](broken, kept)[/]")  # fmt: skip
+        score = _score(m.valid_score) + (" TTA" if m.tta_used else "")
+        gain = "-" if m.tta_gain is None else f"{m.tta_gain:+.4f}"
+        constant = "-" if m.prior_score is None else f"{m.prior_score:.4f}"
+        table.add_row(name, m.arch, str(m.valid_rows), score, gain, constant, tasks, seconds)
     score = "no honest score" if ens.score is None else f"[bold]{ens.score:.4f}[/]"
     how = f"weights {ens.weights} (tuned)" if ens.tuned_weights else "mean of probabilities"
-    table.add_row("[bold]ensemble[/]", how, str(ens.rows), score, "", "")
+    table.add_row("[bold]ensemble[/]", how, str(ens.rows), score, "", "", "", "")
     print_table(table)
     if ens.thresholds is not None:
         t = ens.thresholds
@@ -117,6 +134,8 @@ def _print_result(result: RunResult) -> None:
     console.print(f"Run record: {escape(str(result.folder / 'run.json'))}")
     if result.test_score is not None:
         console.print(f"Test {metric.name} against the hidden answers: [bold]{result.test_score:.4f}[/]")
+    if result.report is not None:
+        console.print(f"Report: [bold]{escape(str(result.report))}[/]")
 
 
 def check(

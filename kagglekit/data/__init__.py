@@ -10,4 +10,5 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "CacheReport": ".cache", "CacheSpec": ".cache", "cache_images": ".cache", "load_cached": ".cache",
     "load_image": ".cache",
     "read_dicom": ".dicom", "read_photo": ".photos",
+    "apply_corrections": ".corrections", "read_corrections": ".corrections",
 })  # fmt: skip

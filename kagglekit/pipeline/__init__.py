@@ -4,7 +4,7 @@
 from kagglekit._lazy import attach
 
 __getattr__, __dir__, __all__ = attach(__name__, {
-    "Data": ".data", "labels_only": ".data", "prepare_data": ".data",
+    "Data": ".data", "corrected": ".data", "labels_only": ".data", "prepare_data": ".data",
     "MemberOutput": ".members", "fit_member": ".members", "fit_members": ".members",
     "EnsembleOutput": ".combine", "ensemble_members": ".combine",
     "SubmissionOutput": ".write", "write_and_check": ".write",

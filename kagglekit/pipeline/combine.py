@@ -1,4 +1,7 @@
-"""Stage 3: the ensemble of the members' probabilities, its weights and thresholds, scored honestly."""
+"""Stage 3: the ensemble of the members' probabilities, its weights and thresholds, scored honestly.
+
+Two guards: members no better than the constant prediction (`MemberOutput.broken`) are left out unless the recipe
+keeps them, and an ensemble that scores below its best member says so."""
 
 from __future__ import annotations
 
@@ -9,10 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
+from kagglekit._io import write_json
 from kagglekit.competition import Competition
 from kagglekit.ensemble.combine import mean_probabilities, tune_weights
 from kagglekit.ensemble.probabilities import Probabilities
 from kagglekit.ensemble.thresholds import Thresholds, label_matrix, tune_for_metric
+from kagglekit.errors import RecipeError
 from kagglekit.pipeline.data import Data
 from kagglekit.pipeline.members import MemberOutput
 from kagglekit.recipe import Recipe
@@ -31,8 +36,10 @@ NO_HONEST_ROWS = (
 class EnsembleOutput:
     """The ensemble's probabilities and how they were combined.
 
-    `valid` covers the rows held out from every member (`rows` of them), `test` every test id. `weights` are one
-    per member (the recipe's, or tuned); `thresholds` are tuned for multi-label submissions (None: 0.5).
+    `valid` covers the rows held out from every member (`rows` of them), `test` every test id. `members` names the
+    members averaged and `weights` gives one weight each (the recipe's, or tuned); `excluded` the members left out
+    as broken. `thresholds` are tuned for multi-label submissions (None: 0.5). `score_no_tta` is the same ensemble
+    of the members' plain passes; `best_member` the best member's (name, score) on the same rows.
     """
 
     competition: Competition
@@ -43,6 +50,10 @@ class EnsembleOutput:
     thresholds: Thresholds | None = None
     score: float | None = None  # validation metric of `valid` (None: no honest rows, or no labels at hand)
     notes: list[str] = field(default_factory=list)
+    members: list[str] = field(default_factory=list)
+    excluded: list[str] = field(default_factory=list)
+    score_no_tta: float | None = None
+    best_member: tuple[str, float] | None = None
 
     @property
     def rows(self) -> int:
@@ -54,8 +65,11 @@ class EnsembleOutput:
         return self.thresholds.thresholds if self.thresholds is not None else 0.5
 
     def save(self, folder: Path) -> None:
+        """Probabilities, and `members.json`: the weight of each member averaged, and those left out."""
         self.valid.save(folder, "valid")
         self.test.save(folder, "test")
+        weights = dict(zip(self.members, self.weights, strict=True))
+        write_json(folder / "members.json", {"weights": weights, "excluded": self.excluded})
 
 
 def _tuned_weights(members: Sequence[MemberOutput], valid: Probabilities, data: Data) -> list[float]:
@@ -83,16 +97,69 @@ def _thresholds(valid: Probabilities, data: Data) -> Thresholds:
     return tune_for_metric(competition.metric, valid.tasks[target], truth_matrix, classes=classes)
 
 
+def _included(members: Sequence[MemberOutput], recipe: Recipe) -> tuple[list[MemberOutput], list[str]]:
+    """The members to average and a note for each broken one: left out, unless the recipe keeps them or every
+    member is broken. A member whose probabilities are not finite is never averaged."""
+    finite = [m for m in members if not (m.broken and m.valid_score is None)]
+    if not finite:
+        raise RecipeError(
+            f"Every member ({', '.join(m.name for m in members)}) diverged: their predictions are not finite. "
+            'Lower the learning rate (or use lr = "find").'
+        )
+    keep = finite if recipe.keep_broken_members else [m for m in finite if not m.broken]
+    notes = []
+    if not keep:
+        keep = finite
+        notes.append("every member is no better than the constant prediction (training prior), so all are kept; "
+                     "the recipe needs more epochs, another learning rate or more data")  # fmt: skip
+    kept, averageable = {m.name for m in keep}, {m.name for m in finite}
+    for m in members:
+        if m.broken:
+            fate = "kept in the ensemble" if m.name in kept else "left out of the ensemble"
+            switch = " (keep_broken_members = true keeps it)" if m.name in averageable - kept else ""
+            notes.append(f"member {m.name} is broken: {m.broken}; {fate}{switch}")
+    for note in notes:
+        log.warning(note)
+    return keep, notes
+
+
+def _best_member(members: Sequence[MemberOutput], ens: EnsembleOutput, data: Data) -> str | None:
+    """Record the best member on the ensemble's rows; a note when the ensemble scores below it."""
+    scored = [(m.name, score_validation(m.valid.subset(ens.valid.ids), data.items.train, data.competition))
+              for m in members]  # fmt: skip
+    metric = get_metric(data.competition.metric)
+    name, best = (max if metric.greater_is_better else min)(scored, key=lambda pair: pair[1])
+    ens.best_member = (name, best)
+    if ens.score is None or not (ens.score < best if metric.greater_is_better else ens.score > best):
+        return None
+    note = (f"the ensemble's validation {metric.name} {ens.score:.4f} is below its best member's ({name}, "
+            f"{best:.4f}) on the same {ens.rows} rows: averaging hurts here; drop the weaker members or set "
+            'ensemble_weights = "tuned"')  # fmt: skip
+    log.warning(note)
+    return note
+
+
+def _score_no_tta(members: Sequence[MemberOutput], ens: EnsembleOutput, data: Data) -> float | None:
+    """The ensemble's score from the members' plain passes, with the same weights and thresholds."""
+    if any(m.valid_plain is None for m in members):
+        return None
+    plain = mean_probabilities([m.valid_plain.subset(ens.valid.ids) for m in members], ens.weights)
+    return score_validation(plain, data.items.train, data.competition, ens.cutoffs)
+
+
 def ensemble_members(members: Sequence[MemberOutput], recipe: Recipe, data: Data | Competition) -> EnsembleOutput:
     """The weighted mean of the members' probabilities (never a vote), scored on the rows held out from all.
 
     With `data` (its training labels), `ensemble_weights = "tuned"` fits the weights, multi-label thresholds are
     tuned, and the ensemble is scored, all on those honest rows; undecodable test images get the training
     prior. With only the competition (fan-out without the data at hand), it is the recipe-weighted mean, with
-    0.5 thresholds and no score.
+    0.5 thresholds and no score. Broken members are left out (a note each) unless `recipe.keep_broken_members`;
+    an ensemble scoring below its best member adds a note. Raises `RecipeError` when every member diverged.
     """
     competition = data.competition if isinstance(data, Data) else data
-    weights, tuned, thresholds, score, notes = [m.weight for m in members], False, None, None, []
+    everyone = members
+    members, notes = _included(members, recipe)
+    weights, tuned, thresholds, score = [m.weight for m in members], False, None, None
     valid = mean_probabilities([m.valid for m in members], weights)
     if isinstance(data, Data):
         valid, unlabelled = _labelled(valid, data)
@@ -116,4 +183,11 @@ def ensemble_members(members: Sequence[MemberOutput], recipe: Recipe, data: Data
     fallback = data.fallback(test.vocab) if isinstance(data, Data) else None  # the tasks the members predict
     if fallback is not None:
         test = test.concat(fallback)
-    return EnsembleOutput(competition, valid, test, weights, tuned, thresholds, score, notes)
+    excluded = [m.name for m in everyone if m.name not in {kept.name for kept in members}]
+    ens = EnsembleOutput(competition, valid, test, weights, tuned, thresholds, score, notes,
+                         [m.name for m in members], excluded)  # fmt: skip
+    if isinstance(data, Data) and valid.ids:
+        ens.score_no_tta = _score_no_tta(members, ens, data)
+        below = _best_member(members, ens, data) if len(members) > 1 else None
+        ens.notes.extend([below] if below else [])
+    return ens

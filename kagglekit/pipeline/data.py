@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
 
 from kagglekit.competition import Competition
+from kagglekit.data.corrections import apply_corrections
 from kagglekit.data.images import DEFAULT_COVER, prepare_images, recipe_cover
 from kagglekit.data.items import Items, load_items, vocabularies
 from kagglekit.defaults import cache_root
@@ -64,3 +65,11 @@ def labels_only(competition: Competition, data_dir: Path) -> Data:
     items = load_items(competition, data_dir, images=False)
     empty = pd.DataFrame(columns=["id", "path", "reason"])
     return Data(competition, items, vocabularies(competition, items), empty)
+
+
+def corrected(data: Data, corrections: list[dict]) -> tuple[Data, pd.DataFrame]:
+    """The data with label corrections (`{id, action, label, line}` records, as run.json keeps them) applied to
+    its training table, and what changed (see `apply_corrections`); the files on disk are not touched."""
+    marked = pd.DataFrame(corrections, columns=["id", "action", "label", "line"])
+    train, changed = apply_corrections(data.items.train, marked, data.competition, data.vocab)
+    return replace(data, items=replace(data.items, train=train)), changed

@@ -1,8 +1,9 @@
 """`run`: the whole job, as a short composition of the public stages a notebook can call one by one.
 
-preflight (`check_outputs`) -> locate data -> `prepare_data` -> preflight (`check_recipe`) -> `fit_members` (splits,
-training, TTA) -> `ensemble_members` (weights, thresholds) -> `write_and_check`; the run record (`run.json`) is saved
-after every step, and the run folder is locked while the run goes on.
+preflight (`check_outputs`) -> locate data -> `prepare_data` (+ the user's label corrections) -> preflight
+(`check_recipe`) -> `fit_members` (splits, training, TTA) -> `ensemble_members` (weights, thresholds) ->
+`write_and_check` -> `write_report`; the run record (`run.json`) is saved after every step, and the run folder is
+locked while the run goes on.
 """
 
 from __future__ import annotations
@@ -19,18 +20,21 @@ import pandas as pd
 
 from kagglekit._io import write_csv, write_json
 from kagglekit.competition import Competition
+from kagglekit.data.corrections import read_corrections
 from kagglekit.data.locate import locate_data
 from kagglekit.defaults import cache_root
 from kagglekit.defaults import runs_dir as default_runs_dir
 from kagglekit.defaults import submissions_dir as default_submissions_dir
 from kagglekit.kaggle.notebook import publish_submission
 from kagglekit.pipeline.combine import EnsembleOutput, ensemble_members
-from kagglekit.pipeline.data import Data, prepare_data
+from kagglekit.pipeline.data import Data, corrected, prepare_data
 from kagglekit.pipeline.members import MemberOutput, fit_members
 from kagglekit.pipeline.preflight import check_outputs, check_recipe, explain_full_disk
 from kagglekit.pipeline.write import SubmissionOutput, write_and_check
 from kagglekit.recipe import Recipe, load_recipe
 from kagglekit.registry import get_competition
+from kagglekit.report.build import write_report
+from kagglekit.report.run_files import lr_found
 from kagglekit.runs import RunRecord, claim_run, config_key
 from kagglekit.samples.writer import ensure_sample
 from kagglekit.submission.build import score_submission
@@ -51,6 +55,7 @@ class RunResult:
     written: SubmissionOutput | None = None
     test_score: float | None = None  # against --answers (or the sample's hidden answers)
     notes: list[str] = field(default_factory=list)
+    report: Path | None = None  # report.html in the run folder
 
     @property
     def metric(self) -> str:
@@ -67,19 +72,38 @@ class RunResult:
 
 @contextmanager
 def _open_record(competition: Competition, recipe: Recipe, data_dir: Path, answers: Path | None, sample: bool,
-                 runs_dir: Path, name: str, fresh: bool) -> Iterator[RunRecord]:  # fmt: skip
+                 runs_dir: Path, name: str, fresh: bool, corrections: Path | None) -> Iterator[RunRecord]:  # fmt: skip
     """The run's record in a new folder, or in the unfinished run of the same configuration (resume), with the run
-    folder locked until the block ends (see `claim_run`)."""
+    folder locked until the block ends (see `claim_run`). The marked rows of `corrections` are part of the
+    configuration (and of run.json), so a corrected run is a new run."""
     config = {"competition": competition.name, "data_dir": str(data_dir.resolve()), "sample": sample,
               "answers": str(answers) if answers else None, "recipe": recipe.to_dict()}  # fmt: skip
+    extra = {"command": shlex.join(sys.argv)}
+    if corrections is not None:
+        marked = read_corrections(corrections)
+        config["corrections"] = marked.to_dict(orient="records")  # id, action, label, line
+        extra["corrections_file"] = str(Path(corrections).resolve())
     key = config_key(config)
     with ExitStack() as stack:
         with main_process_first():  # rank 0 claims the run folder; the other ranks join that same folder
             main = is_main_process()
             folder = stack.enter_context(claim_run(runs_dir, competition.name, name, key, fresh and main, lock=main))
-            record = RunRecord(folder, config={**config, "command": shlex.join(sys.argv)}, config_key=key)
+            record = RunRecord(folder, config={**config, **extra}, config_key=key)
             record.save()
         yield record
+
+
+def _correct(record: RunRecord, data: Data) -> Data:
+    """The data with the run's recorded label corrections applied to its training table (the files untouched)."""
+    if "corrections" not in record.config:
+        return data
+    data, changed = corrected(data, record.config["corrections"])
+    write_csv(record.artifact("corrections", record.folder / "corrections_applied.csv"), changed)
+    counts = changed["action"].value_counts()
+    record.metrics["corrections"] = {action: int(counts.get(action, 0)) for action in ("exclude", "relabel")}
+    record.notes.append(f"corrections applied: {counts.get('exclude', 0)} training rows excluded, "
+                        f"{counts.get('relabel', 0)} relabelled; see corrections_applied.csv")  # fmt: skip
+    return data
 
 
 def _record_data(record: RunRecord, data: Data) -> None:
@@ -104,13 +128,21 @@ def _record_results(record: RunRecord, members: list[MemberOutput], ens: Ensembl
     for m in members:
         record.metrics.setdefault("members", {})[m.name] = {
             f"valid_{metric}": m.valid_score, "valid_rows": m.valid_rows, "valid_accuracy_no_tta": m.task_scores,
-            "train_seconds": m.train_seconds, "reused": m.reused,
+            "train_seconds": m.train_seconds, "reused": m.reused, f"valid_{metric}_tta": m.tta_score,
+            f"valid_{metric}_no_tta": m.plain_score, "tta_gain": m.tta_gain, "tta_used": m.tta_used,
+            f"constant_prediction_{metric}": m.prior_score, "broken": m.broken, "in_ensemble": m.name in ens.members,
+            "lr_found": lr_found(record.folder / "members" / m.name),
         }  # fmt: skip
         if m.last_epoch_scores:  # the saved model averages epochs: its score next to the last epoch's
             record.metrics["members"][m.name]["last_epoch_accuracy_no_tta"] = m.last_epoch_scores
         record.artifact(f"member:{m.name}", record.folder / "members" / m.name)
+    record.metrics["ensemble_members"], record.metrics["excluded_members"] = ens.members, ens.excluded
+    if ens.best_member is not None:
+        record.metrics["best_member"] = {"name": ens.best_member[0], f"valid_{metric}": ens.best_member[1]}
+    if ens.score_no_tta is not None:
+        record.metrics[f"ensemble_valid_{metric}_no_tta"] = ens.score_no_tta
     if ens.tuned_weights:
-        record.metrics["tuned_ensemble_weights"] = dict(zip([m.name for m in members], ens.weights, strict=True))
+        record.metrics["tuned_ensemble_weights"] = dict(zip(ens.members, ens.weights, strict=True))
     if ens.thresholds is not None:
         write_json(record.artifact("thresholds", record.folder / "thresholds.json"), ens.thresholds.to_dict())
         record.metrics["thresholds"] = {"chosen": ens.thresholds.chosen,
@@ -122,11 +154,12 @@ def _record_results(record: RunRecord, members: list[MemberOutput], ens: Ensembl
 
 
 def _run_stages(record: RunRecord, competition: Competition, recipe: Recipe, data_dir: Path, answers: Path | None,
-                submissions_dir: Path, name: str) -> RunResult:  # fmt: skip
-    """The stages of `run`, each saved in the record; the recipe is checked against the data before any training."""
+                submissions_dir: Path, name: str, report: bool = True) -> RunResult:  # fmt: skip
+    """The stages of `run`, each saved in the record; the recipe is checked against the (corrected) data before any
+    training, and the report is written last."""
     result = RunResult(competition, record.folder)
     with record.step("prepare_data"), main_process_first():  # rank 0 fills the image cache
-        prepared = prepare_data(competition, data_dir, recipe=recipe)
+        prepared = _correct(record, prepare_data(competition, data_dir, recipe=recipe))
         _record_data(record, prepared)
     check_recipe(recipe, prepared, answers)
     result.members = fit_members(recipe, prepared, record.folder, record)
@@ -151,6 +184,9 @@ def _run_stages(record: RunRecord, competition: Competition, recipe: Recipe, dat
     result.notes = list(result.ensemble.notes)
     record.status = "finished" if result.check.ok else "finished: submission check failed"
     record.save()
+    if report:
+        with record.step("report"):
+            result.report = record.artifact("report", write_report(record.folder, prepared))
     return result
 
 
@@ -164,14 +200,18 @@ def run(
     submissions_dir: Path | None = None,
     name: str | None = None,
     fresh: bool = False,
+    corrections: Path | None = None,
+    report: bool = True,
 ) -> RunResult:
-    """Locate data, split, train every member, TTA, ensemble, write and check the submission.
+    """Locate data, split, train every member, TTA, ensemble, write and check the submission, write the report.
 
     `data` is the competition's folder (or one up to two levels above it); `sample` uses the bundled synthetic
     sample and scores against its hidden answers (as `answers` does for any CSV of test answers). Re-running
     the same call after an interruption continues the unfinished run (`fresh` starts a new one); the same call
-    while that run is still going is refused. Raises a `KagglekitError` subclass for anything the user can fix,
-    before any training where it can be found then (see `kagglekit.pipeline.preflight`).
+    while that run is still going is refused. `corrections`: a CSV of `id,action,label` rows applied to the
+    training table in memory (see `apply_corrections`). `report`: write report.html in the run folder. Raises a
+    `KagglekitError` subclass for anything the user can fix, before any training where it can be found then (see
+    `kagglekit.pipeline.preflight`).
     """
     competition = get_competition(competition) if isinstance(competition, str) else competition
     recipe = load_recipe(competition.recipe_path(str(recipe)))
@@ -187,6 +227,6 @@ def run(
             sampled = ensure_sample(competition)
         data, answers = sampled.data_dir, answers or sampled.answers
     data_dir = locate_data(competition, data)
-    with explain_full_disk(list(outputs.values())), _open_record(competition, recipe, data_dir, answers, sample,
-                                                                 outputs["--runs"], name, fresh) as record:  # fmt: skip
-        return _run_stages(record, competition, recipe, data_dir, answers, outputs["--submissions"], name)
+    opened = _open_record(competition, recipe, data_dir, answers, sample, outputs["--runs"], name, fresh, corrections)
+    with explain_full_disk(list(outputs.values())), opened as record:
+        return _run_stages(record, competition, recipe, data_dir, answers, outputs["--submissions"], name, report)

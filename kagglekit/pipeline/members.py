@@ -1,7 +1,9 @@
 """Stage 2: train each ensemble member (every fold or split it has) and keep its TTA probabilities on disk.
 
 A member's folder `members/<name>/` (or `members/<name>/fold<k>/` per fold) holds its weights, history and
-validation/test probabilities; a member whose folder is complete is reused, an interrupted one resumes.
+validation/test probabilities (with TTA; the plain pass alone in `plain/`); a member whose folder is complete is
+reused, an interrupted one resumes. Each member is scored with and without TTA and against the constant
+prediction (the training prior), so a member that learned nothing is flagged before it joins the ensemble.
 """
 
 from __future__ import annotations
@@ -12,19 +14,23 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from kagglekit._io import write_csv
 from kagglekit.data.splits import member_splits
-from kagglekit.ensemble.combine import item_losses, mean_probabilities
+from kagglekit.ensemble.combine import item_losses, mean_probabilities, training_prior
 from kagglekit.ensemble.probabilities import Probabilities
 from kagglekit.pipeline.data import Data
-from kagglekit.recipe import Member, Recipe
+from kagglekit.recipe import AUTO, Member, Recipe
 from kagglekit.runs import RunRecord
 from kagglekit.submission.build import answers_for, score_validation
+from kagglekit.submission.metrics import get_metric
 from kagglekit.train.distributed import is_main_process, main_process_alone
 
 log = logging.getLogger(__name__)
+
+PLAIN = "plain"  # sub-folder of a member (or fold) folder with the plain-pass (no TTA) probabilities
 
 
 @dataclass
@@ -42,6 +48,13 @@ class MemberOutput:
     train_seconds: float = 0.0
     reused: bool = False  # every part was already finished on disk
     train_losses: pd.Series | None = None  # per training row (by id), for a next member with sampling = "loss"
+    valid_plain: Probabilities | None = None  # the plain pass alone (no TTA) on the same rows
+    tta_score: float | None = None  # the metric with TTA (None: no TTA passes, or not finite)
+    plain_score: float | None = None  # the metric of the plain pass
+    tta_gain: float | None = None  # tta_score - plain_score, signed so that positive means TTA helped
+    tta_used: bool = False  # whether `valid` and `test` are the TTA probabilities (else the plain pass)
+    prior_score: float | None = None  # the metric of the constant prediction (training prior) on the same rows
+    broken: str = ""  # why the member is no better than the constant prediction ("" when it is better)
 
     @property
     def valid_rows(self) -> int:
@@ -54,6 +67,8 @@ class _Part:
     test: Probabilities
     losses: pd.Series | None
     reused: bool
+    valid_plain: Probabilities | None = None
+    test_plain: Probabilities | None = None
 
 
 def _finished(part_dir: Path) -> bool:
@@ -83,7 +98,7 @@ def _fit_part(
     previous: MemberOutput | None, keep_losses: bool, record: RunRecord | None,
 ) -> _Part | None:  # fmt: skip
     """Train (or reuse) one model of a member and predict its validation rows and the test set with TTA."""
-    from kagglekit.predict.tta import predict_member
+    from kagglekit.predict.tta import predict_member_passes
     from kagglekit.train.checkpoint import clear_checkpoint
     from kagglekit.train.loaders import sampling_weights
     from kagglekit.train.member import train_member
@@ -92,7 +107,9 @@ def _fit_part(
     if _finished(part_dir) and (losses_file.is_file() or not keep_losses):
         log.info("Reusing finished member %s", label)
         losses = pd.read_csv(losses_file, dtype={"id": str}).set_index("id")["loss"] if keep_losses else None
-        return _Part(Probabilities.load(part_dir, "valid"), Probabilities.load(part_dir, "test"), losses, True)
+        plain = [Probabilities.load(part_dir / PLAIN, s) if (part_dir / PLAIN / f"{s}_ids.csv").is_file() else None
+                 for s in ("valid", "test")]  # fmt: skip
+        return _Part(Probabilities.load(part_dir, "valid"), Probabilities.load(part_dir, "test"), losses, True, *plain)
     weights = None
     if member.sampling != "none" and is_main_process():  # DistributedDL uses rank 0's order
         target = data.competition.tasks[data.competition.target_task].column
@@ -104,15 +121,73 @@ def _fit_part(
     if not is_main_process():
         return None  # the other ranks only help train; rank 0 predicts and writes
     with _step(record, f"tta:{label}"), main_process_alone():
-        valid = predict_member(learn, data.items.train[is_valid.to_numpy()], recipe.tta, label=f"{label} valid TTA")
-        test = predict_member(learn, data.items.test, recipe.tta, label=f"{label} test TTA")
+        n_tta, valid_rows = recipe.tta_passes, data.items.train[is_valid.to_numpy()]
+        valid, valid_plain = predict_member_passes(learn, valid_rows, n_tta, label=f"{label} valid TTA")
+        test, test_plain = predict_member_passes(learn, data.items.test, n_tta, label=f"{label} test TTA")
+        valid_plain.save(part_dir / PLAIN, "valid")
+        test_plain.save(part_dir / PLAIN, "test")
         valid.save(part_dir, "valid")
-        test.save(part_dir, "test")
+        test.save(part_dir, "test")  # test_ids.csv last: it marks the part finished
         clear_checkpoint(part_dir)
     losses = _training_losses(learn, data, label) if keep_losses else None
     if losses is not None:
         write_csv(losses_file, losses.to_frame(), index=True)
-    return _Part(valid, test, losses, False)
+    return _Part(valid, test, losses, False, valid_plain, test_plain)
+
+
+def _score(probs: Probabilities, data: Data) -> float | None:
+    """The competition metric of validation probabilities (None when they hold NaN or inf: a diverged model)."""
+    if not all(np.isfinite(p).all() for p in probs.tasks.values()):
+        return None
+    return score_validation(probs, data.items.train, data.competition)
+
+
+def _better(score: float | None, than: float | None, greater_is_better: bool) -> bool:
+    if score is None or than is None:
+        return score is not None
+    return score > than if greater_is_better else score < than
+
+
+def _prior_score(valid: Probabilities, data: Data) -> float:
+    """The metric of the constant prediction on the rows of `valid`: the class (tag) frequencies of the rows the
+    member trained on (of all rows for out-of-fold predictions)."""
+    train = data.items.train
+    seen = train[~train["id"].isin(set(valid.ids))]
+    prior = training_prior(seen if len(seen) else train, data.competition, data.vocab, valid.ids)
+    return score_validation(prior, train, data.competition)
+
+
+def _broken(score: float | None, prior: float, metric: str) -> str:
+    """Why a member's validation score shows it learned nothing the constant prediction does not know ("" if not)."""
+    if score is None:
+        return "its validation probabilities are not finite numbers (training diverged)"
+    if _better(score, prior, get_metric(metric).greater_is_better):
+        return ""
+    return f"validation {metric} {score:.4f} is no better than the constant prediction's {prior:.4f} (training prior)"
+
+
+def _assess(member: MemberOutput, parts: list[_Part], recipe: Recipe, data: Data) -> MemberOutput:
+    """Score the member with and without TTA and against the constant prediction, and choose TTA or not.
+
+    With `tta = "auto"` the member keeps TTA only when it beats the plain pass on validation (chosen on the rows
+    it is scored on, so slightly optimistic); with a number of passes, TTA is always used."""
+    metric = get_metric(data.competition.metric)
+    if not recipe.tta_passes:  # no TTA: the probabilities are the plain pass
+        member.valid_plain, member.plain_score, member.tta_used = member.valid, _score(member.valid, data), False
+    else:
+        member.tta_score, member.tta_used = _score(member.valid, data), True
+        if all(p.valid_plain is not None for p in parts):  # members finished before plain passes were kept lack it
+            member.valid_plain = parts[0].valid_plain.concat(*(p.valid_plain for p in parts[1:]))
+            member.plain_score = _score(member.valid_plain, data)
+            if member.tta_score is not None and member.plain_score is not None:
+                member.tta_gain = (member.tta_score - member.plain_score) * (1 if metric.greater_is_better else -1)
+            if recipe.tta == AUTO and not _better(member.tta_score, member.plain_score, metric.greater_is_better):
+                member.tta_used = False
+                member.valid, member.test = member.valid_plain, mean_probabilities([p.test_plain for p in parts])
+    member.valid_score = member.tta_score if member.tta_used else member.plain_score
+    member.prior_score = _prior_score(member.valid, data)
+    member.broken = _broken(member.valid_score, member.prior_score, metric.name)
+    return member
 
 
 def fit_member(
@@ -125,7 +200,8 @@ def fit_member(
     record: RunRecord | None = None,
 ) -> MemberOutput | None:
     """Train every model of `member` (one, one per fold, or on its own split) into `folder/members/<name>/`,
-    predict with the recipe's TTA, and score the honest validation probabilities.
+    predict with the recipe's TTA, and score the honest validation probabilities with and without TTA and
+    against the constant prediction (`broken` says why a member is no better than it).
 
     Splits are persisted in `folder`, so every member of a run validates on the same rows. `previous` is the
     member before it (`sampling = "loss"` draws rows by its losses); `keep_losses` computes this member's
@@ -146,15 +222,18 @@ def fit_member(
     if len(parts) > 1:
         valid.save(member_dir, "valid")
         test.save(member_dir, "test")
+        if all(p.valid_plain is not None for p in parts):
+            parts[0].valid_plain.concat(*(p.valid_plain for p in parts[1:])).save(member_dir / PLAIN, "valid")
+            mean_probabilities([p.test_plain for p in parts]).save(member_dir / PLAIN, "test")
     task_scores, last_epoch_scores, seconds = history_scores(
         [member_dir / f"fold{k}" for k in range(member.folds or 0)] or [member_dir]
     )
-    return MemberOutput(
-        name=member.name, valid=valid, test=test, weight=member.weight, arch=member.arch,
-        valid_score=score_validation(valid, data.items.train, data.competition), task_scores=task_scores,
+    output = MemberOutput(
+        name=member.name, valid=valid, test=test, weight=member.weight, arch=member.arch, task_scores=task_scores,
         last_epoch_scores=last_epoch_scores, train_seconds=seconds, reused=all(p.reused for p in parts),
         train_losses=parts[-1].losses,
     )  # fmt: skip
+    return _assess(output, parts, recipe, data)
 
 
 def fit_members(recipe: Recipe, data: Data, folder: Path, record: RunRecord | None = None) -> list[MemberOutput]:

@@ -129,23 +129,40 @@ def member_parts(member_dir: Path) -> list[Path]:
     return folds
 
 
-def predict_run(
-    run_dir: Path, paths: Sequence[Path], device: str | torch.device = "cpu", batch_size: int = 32
-) -> Probabilities:
-    """The run's ensemble for `paths`: each member (folds averaged) weighted by its recipe `weight`.
-
-    Members load one at a time, so memory holds one model whatever the size of the ensemble. Ids are file
-    names, so two files of the same name are refused rather than silently merged.
-    """
-    repeated = sorted(name for name, count in Counter(Path(p).name for p in paths).items() if count > 1)
-    if repeated:
-        raise DataError(f"Image file names must be unique (they are the ids); repeated: {', '.join(repeated)}.")
+def _ensemble(run_dir: Path) -> list[tuple[Path, float]]:
+    """(member folder, weight) of each member of the run's ensemble: those `ensemble/members.json` names (a run
+    leaves broken members out), else every member folder with its recipe weight."""
+    chosen = Path(run_dir) / "ensemble" / "members.json"
+    if chosen.is_file():
+        weights = json.loads(chosen.read_text())["weights"]
+        return [(Path(run_dir) / "members" / name, float(weight)) for name, weight in weights.items()]
     member_dirs = sorted(p for p in (Path(run_dir) / "members").glob("*") if p.is_dir())
-    if not member_dirs:
+    return [(d, json.loads((member_parts(d)[0] / "member.json").read_text())["member"]["weight"]) for d in member_dirs]
+
+
+def predict_run(
+    run_dir: Path,
+    paths: Sequence[Path],
+    device: str | torch.device = "cpu",
+    batch_size: int = 32,
+    ids: Sequence[str] | None = None,
+) -> Probabilities:
+    """The run's ensemble for `paths`: each member of its ensemble (folds averaged) with the ensemble's weight.
+
+    Members load one at a time, so memory holds one model whatever the size of the ensemble. Rows are named by
+    `ids` (one per path), else by file name, and then two files of the same name are refused rather than
+    silently merged.
+    """
+    if ids is None:
+        repeated = sorted(name for name, count in Counter(Path(p).name for p in paths).items() if count > 1)
+        if repeated:
+            raise DataError(f"Image file names must be unique (they are the ids); repeated: {', '.join(repeated)}.")
+        ids = [Path(p).name for p in paths]
+    members = _ensemble(run_dir)
+    if not members:
         raise DataError(f"{run_dir} has no trained members (expected {Path(run_dir) / 'members'}/<member>/).")
-    predictions, weights = [], []
-    for member_dir in member_dirs:
-        parts = member_parts(member_dir)
-        predictions.append(mean_probabilities([load_member(part, device).predict(paths, batch_size) for part in parts]))
-        weights.append(json.loads((parts[0] / "member.json").read_text())["member"]["weight"])
-    return mean_probabilities(predictions, weights)
+    predictions = []
+    for member_dir, _ in members:
+        parts = [load_member(part, device).predict(paths, batch_size) for part in member_parts(member_dir)]
+        predictions.append(mean_probabilities([Probabilities(list(ids), p.tasks, p.vocab) for p in parts]))
+    return mean_probabilities(predictions, [weight for _, weight in members])

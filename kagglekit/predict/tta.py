@@ -17,18 +17,32 @@ def predict_member(learn: Learner, items: pd.DataFrame, n_tta: int = 4, label: s
     The mean is kept as a running mean, so memory does not grow with `n_tta` (fastai's `Learner.tta`
     keeps every pass and blends them with a lerp instead of averaging).
     """
+    return predict_member_passes(learn, items, n_tta, label)[0]
+
+
+def predict_member_passes(
+    learn: Learner, items: pd.DataFrame, n_tta: int = 4, label: str = "TTA"
+) -> tuple[Probabilities, Probabilities]:
+    """`(TTA, plain)` probabilities for `items` from the same passes: the running mean of `n_tta` augmented
+    passes and one plain pass, and the plain pass alone (what TTA is measured against). With `n_tta = 0`
+    both are the plain pass."""
     heads = learn.loss_func.heads
     dl = learn.dls.test_dl(items, with_labels=False)
     passes = [0] * n_tta + [1]  # split_idx 0 applies the training transforms, 1 the plain ones
-    mean = None
+    mean = plain = None
     for done, split_idx in enumerate(track(passes, description=f"{label} ({n_tta}+1 passes)", transient=True)):
         with dl.dataset.set_split_idx(split_idx), learn.no_bar():
             probs, _ = learn.get_preds(dl=dl)
         probs = probs.to(torch.float64)
+        plain = probs if split_idx == 1 else plain
         mean = probs if mean is None else mean + (probs - mean) / (done + 1)
-    array = mean.numpy().astype(np.float32)
-    return Probabilities(
-        ids=items["id"].tolist(),
-        tasks={h.task: array[:, h.slice] for h in heads},
-        vocab={h.task: list(h.vocab) for h in heads},
-    )
+
+    def wrap(matrix: torch.Tensor) -> Probabilities:
+        array = matrix.numpy().astype(np.float32)
+        return Probabilities(
+            ids=items["id"].tolist(),
+            tasks={h.task: array[:, h.slice] for h in heads},
+            vocab={h.task: list(h.vocab) for h in heads},
+        )
+
+    return wrap(mean), wrap(plain)

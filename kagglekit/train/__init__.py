@@ -12,5 +12,6 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "WeightEma": ".ema", "Mixing": ".mixing", "soft_targets": ".mixing",
     "CheckpointPool": ".averaging", "mean_weights": ".averaging", "EpochBatchNorm": ".batchnorm",
     "weights_file": ".weights",
+    "LRFinding": ".lr_find", "find_lr": ".lr_find", "lr_find_member": ".lr_find",
     "PRESETS": ".augment", "batch_transforms": ".augment", "CpuAugment": ".augment",
 })  # fmt: skip

@@ -34,6 +34,7 @@ from kagglekit.train.ema import WeightEma
 from kagglekit.train.heads import Head, make_heads
 from kagglekit.train.learner import apply_precision, create_learner
 from kagglekit.train.loaders import make_dataloaders
+from kagglekit.train.lr_find import loss_callbacks, resolve_lr
 from kagglekit.train.mixing import Mixing
 from kagglekit.train.progress import show_progress
 from kagglekit.train.schedule import Phase, accumulation_callbacks, schedule
@@ -136,7 +137,7 @@ def train_member(
     is_valid = valid_mask(is_valid, train)
     n_train = int((~is_valid).sum())
     accumulation = accumulation_callbacks(member, n_train)
-    channels, stages, phases = input_channels(competition), member.stage_list, schedule(member)
+    channels, stages = input_channels(competition), member.stage_list
 
     def loaders(stage: int):
         return make_dataloaders(train, is_valid, heads, member, num_workers, channels, stages[stage], weights)
@@ -146,8 +147,10 @@ def train_member(
     notes = apply_precision(learn, member)
     for note in notes:
         log.info(note)
+    config = training_config(member, seed, heads, train, is_valid, channels, weights)  # lr "find" as written
+    member = resolve_lr(learn, member, out_dir, [*accumulation, *loss_callbacks(member, heads)], config)  # lr "find"
+    phases = schedule(member)
     regularisers = _Regularisers(member, heads, learn, out_dir, phases)
-    config = training_config(member, seed, heads, train, is_valid, channels, weights)
     state = resume(learn, out_dir, config, regularisers.parts)
     for note in state.notes:
         log.warning(note)
