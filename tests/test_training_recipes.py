@@ -64,6 +64,20 @@ def test_progressive_resizing_trains_at_each_size_and_ends_at_the_last(paddy, it
     assert [h["phase"] for h in saved["history"]] == [0, 1, 2]  # stage 1, head re-fit, stage 2
 
 
+def test_every_progressive_stage_keeps_the_pretrained_weights_normalisation(paddy, items, tmp_path):
+    reference = timm.create_model("resnet10t", pretrained=False, num_classes=0)
+    save_file(reference.state_dict(), tmp_path / "resnet10t.safetensors")
+    member = Member(name="m", arch="resnet10t", batch_size=16, pretrained=str(tmp_path / "resnet10t.safetensors"),
+                    stages=({"size": 32, "epochs": 1}, {"size": 40, "epochs": 1}))  # fmt: skip
+    splits = make_splits(items.train["id"], seed=0)
+    learn = train_member(member, paddy, items.train, splits["is_valid"], vocabularies(paddy, items), tmp_path / "m",
+                         num_workers=0)  # fmt: skip
+    (norm,) = [t for t in learn.dls.after_batch.fs if isinstance(t, Normalize)]  # the last stage's loaders
+    np.testing.assert_allclose(norm.mean.flatten().cpu().numpy(), reference.default_cfg["mean"], rtol=1e-6)
+    saved = json.loads((tmp_path / "m" / "member.json").read_text())
+    np.testing.assert_allclose(saved["normalization"]["mean"], reference.default_cfg["mean"], rtol=1e-6)
+
+
 def test_offline_weights_file_or_folder_load_with_timm_normalisation(paddy, items, tmp_path):
     reference = timm.create_model("resnet10t", pretrained=False, num_classes=0)
     torch.nn.init.normal_(reference.conv1[0].weight)

@@ -39,6 +39,14 @@ def create_learner(dls, member: Member, heads: Sequence[Head], channels: int = 3
     return learn
 
 
+def replace_loaders(learn: Learner, dls) -> None:
+    """Train `learn` on new loaders (a progressive stage's size) with the input normalisation the old ones had:
+    `vision_learner` adds the pretrained weights' `Normalize` to the first loaders only."""
+    normalize = [tfm for tfm in learn.dls.after_batch.fs if isinstance(tfm, Normalize)]
+    learn.dls = dls
+    dls.add_tfms(normalize, "after_batch")
+
+
 def normalization(learn: Learner) -> dict[str, list[float]] | None:
     """The Normalize statistics applied to batches (None: inputs are 0..1), recorded for export."""
     for tfm in learn.dls.after_batch.fs:

@@ -32,7 +32,7 @@ from kagglekit.train.checkpoint import (
 from kagglekit.train.distributed import distributed, is_main_process, main_process_alone
 from kagglekit.train.ema import WeightEma
 from kagglekit.train.heads import Head, make_heads
-from kagglekit.train.learner import apply_precision, create_learner
+from kagglekit.train.learner import apply_precision, create_learner, replace_loaders
 from kagglekit.train.loaders import make_dataloaders
 from kagglekit.train.lr_find import loss_callbacks, resolve_lr
 from kagglekit.train.mixing import Mixing
@@ -92,7 +92,8 @@ def _enter_phase(learn: Learner, state: ResumeState, phases: list[Phase], number
     if state.rng is not None and not continuing:
         restore_rng(state.rng, None)  # the uninterrupted run made this stage's loaders from this state
     if phase.stage != stage:
-        stage, learn.dls = phase.stage, loaders(phase.stage)
+        stage = phase.stage
+        replace_loaders(learn, loaders(stage))
     if continuing:
         restore_rng(state.rng, learn.dls.train)  # its loader had shuffled this far
     # No gradients left from the previous phase: fastai steps every parameter that has one, so a body frozen for a
