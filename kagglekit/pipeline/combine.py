@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kagglekit._io import write_json
 from kagglekit.competition import Competition
 from kagglekit.ensemble.combine import mean_probabilities, tune_weights
 from kagglekit.ensemble.probabilities import Probabilities
@@ -32,7 +33,8 @@ class EnsembleOutput:
     """The ensemble's probabilities and how they were combined.
 
     `valid` covers the rows held out from every member (`rows` of them), `test` every test id. `weights` are one
-    per member (the recipe's, or tuned); `thresholds` are tuned for multi-label submissions (None: 0.5).
+    per member (the recipe's, or tuned), `members` their names; `thresholds` are tuned for multi-label submissions
+    (None: 0.5); `prior` holds the training class shares that undecodable test images were predicted with.
     """
 
     competition: Competition
@@ -43,6 +45,8 @@ class EnsembleOutput:
     thresholds: Thresholds | None = None
     score: float | None = None  # validation metric of `valid` (None: no honest rows, or no labels at hand)
     notes: list[str] = field(default_factory=list)
+    members: list[str] = field(default_factory=list)
+    prior: dict[str, np.ndarray] | None = None
 
     @property
     def rows(self) -> int:
@@ -54,8 +58,22 @@ class EnsembleOutput:
         return self.thresholds.thresholds if self.thresholds is not None else 0.5
 
     def save(self, folder: Path) -> None:
+        """The probabilities, and `ensemble.json`: what an inference pack needs to combine members as this did."""
         self.valid.save(folder, "valid")
         self.test.save(folder, "test")
+        prior = None if self.prior is None else {task: np.asarray(p).tolist() for task, p in self.prior.items()}
+        write_json(folder / "ensemble.json", {
+            "weights": dict(zip(self.members, self.weights, strict=True)), "tuned_weights": self.tuned_weights,
+            "thresholds": self.thresholds.to_dict() if self.thresholds is not None else None, "prior": prior,
+        })  # fmt: skip
+
+
+def ensemble_test(tests: Sequence[Probabilities], weights: Sequence[float], data: Data | None) -> Probabilities:
+    """The weighted mean of the members' test probabilities, completed with the training prior (`Data.fallback`) of
+    the tasks they predict for every test image no member could read."""
+    test = mean_probabilities(tests, weights)
+    fallback = data.fallback(test.tasks) if data is not None else None
+    return test if fallback is None else test.concat(fallback)
 
 
 def _tuned_weights(members: Sequence[MemberOutput], valid: Probabilities, data: Data) -> list[float]:
@@ -112,8 +130,8 @@ def ensemble_members(members: Sequence[MemberOutput], recipe: Recipe, data: Data
             score = score_validation(valid, data.items.train, competition, cutoffs)
     else:
         notes.append("no labels at hand: the ensemble is not scored and multi-label tags use a 0.5 threshold")
-    test = mean_probabilities([m.test for m in members], weights)
-    fallback = data.fallback() if isinstance(data, Data) else None
-    if fallback is not None:
-        test = test.concat(fallback)
-    return EnsembleOutput(competition, valid, test, weights, tuned, thresholds, score, notes)
+    labelled = data if isinstance(data, Data) else None
+    test = ensemble_test([m.test for m in members], weights, labelled)
+    prior = labelled.prior() if labelled is not None else None
+    return EnsembleOutput(competition, valid, test, weights, tuned, thresholds, score, notes, [m.name for m in members],
+                          prior)  # fmt: skip

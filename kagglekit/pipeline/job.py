@@ -79,6 +79,12 @@ def _record_data(record: RunRecord, data: Data) -> None:
     if len(items.skipped):
         write_csv(record.artifact("skipped_items", record.folder / "skipped_items.csv"), items.skipped)
         record.notes.append(f"{len(items.skipped)} training rows skipped; see skipped_items.csv")
+    record_undecodable(record, data)
+
+
+def record_undecodable(record: RunRecord, data: Data) -> None:
+    """Warn loudly about test images no member can read (they get the training prior), and list them in
+    `undecodable_test.csv` beside the record."""
     if len(data.undecodable_test):
         write_csv(record.artifact("undecodable_test", record.folder / "undecodable_test.csv"), data.undecodable_test)
         log.warning("%d TEST image(s) could not be decoded and get the training prior as their prediction: %s. "
@@ -143,7 +149,7 @@ def run(
         return result
     with record.step("ensemble"):
         result.ensemble = ensemble_members(result.members, recipe, prepared)
-        result.ensemble.save(record.folder / "ensemble")
+        result.ensemble.save(record.artifact("ensemble", record.folder / "ensemble"))
         _record_results(record, result.members, result.ensemble)
     with record.step("submission"):
         result.written = write_and_check(result.ensemble, prepared, name or recipe.name, submissions_dir, record.folder)
