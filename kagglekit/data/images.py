@@ -67,7 +67,7 @@ def prepare_images(
             "Skipping %d undecodable training DICOM(s), e.g. %s", len(failed_train), failed_train["reason"].iloc[0]
         )
     skipped = pd.concat([items.skipped, failed_train.assign(line=pd.NA)], ignore_index=True)
-    if len(train) == 0:
+    if len(train) == 0 and len(items.train):  # a test-only table (prediction) has no training rows
         raise DataError(f"None of the {len(items.train)} training DICOMs could be decoded: {report.summary()}")
     prepared = Items(items.data_dir, train, test, items.sample_submission, skipped)
     return PreparedItems(prepared, failed_test[["id", "path", "reason"]].reset_index(drop=True))

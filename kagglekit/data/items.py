@@ -109,7 +109,6 @@ def load_items(competition: Competition, data_dir: Path, images: bool = True) ->
     """
     data_dir = Path(data_dir)
     table = _read_csv(data_dir / competition.train_csv, required=competition.columns)
-    sample = _read_csv(data_dir / competition.sample_submission, required=[competition.id_column])
 
     train = pd.DataFrame({"id": table[competition.id_column]})
     for task in competition.tasks.values():
@@ -135,13 +134,19 @@ def load_items(competition: Competition, data_dir: Path, images: bool = True) ->
             len(skipped), len(train), competition.train_csv, skipped["line"].iloc[0], skipped["reason"].iloc[0],
         )  # fmt: skip
     train = train[reasons == ""].reset_index(drop=True)
+    test, sample = load_test_items(competition, data_dir, images)
+    return Items(data_dir=data_dir, train=train, test=test, sample_submission=sample, skipped=skipped)
 
+
+def load_test_items(competition: Competition, data_dir: Path, images: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The test rows (`id`, `path`) in the sample submission's order, and the sample submission itself: all that
+    predicting a submission needs (an inference pack reads nothing else). A missing test image is a `DataError`."""
+    sample = _read_csv(Path(data_dir) / competition.sample_submission, required=[competition.id_column])
     ids = sample[competition.id_column]
     if ids.duplicated().any():
         raise DataError(f"{competition.sample_submission}: duplicate id {ids[ids.duplicated()].iloc[0]!r}.")
-    paths = [str(p) for p in _resolve_test_paths(data_dir, competition, ids)] if images else ""
-    test = pd.DataFrame({"id": ids, "path": paths})
-    return Items(data_dir=data_dir, train=train, test=test, sample_submission=sample, skipped=skipped)
+    paths = [str(p) for p in _resolve_test_paths(Path(data_dir), competition, ids)] if images else ""
+    return pd.DataFrame({"id": ids, "path": paths}), sample
 
 
 def vocabularies(competition: Competition, items: Items) -> dict[str, list[str]]:

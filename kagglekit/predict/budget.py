@@ -1,0 +1,142 @@
+"""A time budget for predicting: a code competition's notebook is killed at Kaggle's limit (9 hours) with no
+submission, so the plan is fitted to the budget before the work starts.
+
+The cost of each member is measured on the first batches of the real test set (seconds per image of the plain pass
+and of one augmented pass, plus the seconds to load each of its models), then scaled to the number of test images.
+When the estimate exceeds the budget, TTA passes go first (each costs as much as a member's augmented pass and
+gains least), then the members of lowest ensemble weight, one at a time. When even the best member alone, without
+TTA, cannot finish in time, `BudgetError` stops the prediction at once, not at Kaggle's limit.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from kagglekit.errors import BudgetError
+from kagglekit.kaggle.notebook import in_kaggle_notebook
+from kagglekit.predict.pack import InferencePack, PackMember
+
+KAGGLE_LIMIT_HOURS = 9.0  # the run-time limit of a code competition's notebook (GPU or CPU)
+SAFETY_MARGIN_HOURS = 1.0  # installing kagglekit, reading the data, writing the submission, and slower batches
+MEASURED_BATCHES = 2  # batches timed per pass, after one warm-up batch
+
+
+def default_budget_hours() -> float | None:
+    """Kaggle's limit minus the safety margin inside a Kaggle notebook; None (no limit) elsewhere."""
+    return KAGGLE_LIMIT_HOURS - SAFETY_MARGIN_HOURS if in_kaggle_notebook() else None
+
+
+@dataclass
+class MemberCost:
+    """What predicting one member costs, measured: seconds per image of each pass, seconds to load each model."""
+
+    name: str
+    weight: float
+    parts: int  # models (folds) to load and run
+    load: float  # seconds to load one model
+    plain: float  # seconds per image of the plain pass
+    augmented: float  # seconds per image of one augmented (TTA) pass
+
+    def seconds(self, images: int, tta: int) -> float:
+        return self.parts * (self.load + images * (self.plain + tta * self.augmented))
+
+
+@dataclass
+class Plan:
+    """The members and TTA passes that fit the budget (every member and the pack's TTA when there is no budget)."""
+
+    images: int
+    requested_tta: int
+    tta: int
+    members: list[str]
+    dropped: list[str] = field(default_factory=list)
+    budget: float | None = None  # seconds left for predicting when the plan was made
+    estimate: float | None = None  # seconds the plan is expected to take
+    costs: list[MemberCost] = field(default_factory=list)
+
+    def describe(self) -> list[str]:
+        """The plan as log lines: the budget, each member's measured cost, and what was dropped to fit it."""
+        if self.budget is None:
+            return [f"Predicting {self.images} test images with {len(self.members)} member(s) and TTA {self.tta} (no "
+                    "time budget)"]  # fmt: skip
+        lines = [f"Time budget {self.budget / 3600:.2f} h left for {self.images} test images; measured on the first "
+                 "batches:"]  # fmt: skip
+        for c in self.costs:
+            lines.append(f"  {c.name} (weight {c.weight:g}, {c.parts} model(s)): {c.plain * 1000:.1f} ms/image plain, "
+                         f"{c.augmented * 1000:.1f} ms/image per TTA pass, {c.load:.1f} s to load")  # fmt: skip
+        changes = []
+        if self.tta < self.requested_tta:
+            changes.append(f"TTA {self.requested_tta} -> {self.tta} passes")
+        if self.dropped:
+            changes.append(f"dropped member(s) {', '.join(self.dropped)} (lowest weight)")
+        estimate = f"estimated {self.estimate / 3600:.2f} h of {self.budget / 3600:.2f} h"
+        lines.append(f"Plan: {'; '.join(changes) or 'everything fits'}; {len(self.members)} member(s), TTA "
+                     f"{self.tta}: {estimate}")  # fmt: skip
+        return lines
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def fit_plan(costs: list[MemberCost], images: int, tta: int, budget: float) -> Plan:
+    """The largest plan whose estimate fits `budget` seconds: TTA passes dropped first, then the members of lowest
+    weight; `BudgetError` when the best member alone without TTA still does not fit."""
+    kept, passes, dropped = list(costs), tta, []
+
+    def estimate() -> float:
+        return sum(c.seconds(images, passes) for c in kept)
+
+    while estimate() > budget:
+        if passes > 0:
+            passes -= 1
+        elif len(kept) > 1:
+            lightest = min(kept, key=lambda c: c.weight)  # the first of equal weights, as the recipe lists them
+            kept.remove(lightest)
+            dropped.append(lightest.name)
+        else:
+            raise BudgetError(
+                f"Even the fastest plan, member {kept[0].name} alone without TTA, needs an estimated "
+                f"{estimate() / 3600:.2f} h for {images} test images ({kept[0].plain * 1000:.1f} ms/image), more than "
+                f"the {budget / 3600:.2f} h left in the time budget; stopping now rather than at the limit. Pack a "
+                "faster member (smaller architecture or image size), or raise --time-budget."
+            )
+    return Plan(images, tta, passes, [c.name for c in kept], dropped, budget, estimate(), costs)
+
+
+def measure(member: PackMember, test: pd.DataFrame, tta: int, num_workers: int | None = None) -> MemberCost:
+    """Time one member on the first batches of `test`: loading its first model, then its plain pass and one
+    augmented pass over `MEASURED_BATCHES` batches, after a warm-up batch (CUDA set-up, cuDNN autotuning)."""
+    from kagglekit.predict.learner import rebuild_learner
+    from kagglekit.predict.tta import predict_member
+
+    started = time.perf_counter()
+    learn = rebuild_learner(member.parts[0].description, member.parts[0].weights, num_workers)
+    load = time.perf_counter() - started
+    batch = learn.dls.bs
+    predict_member(learn, test.head(batch), 0, label=f"{member.name} warm-up")
+    sample = test.head(MEASURED_BATCHES * batch)
+    timings: list[float] = []
+    predict_member(learn, sample, 1 if tta else 0, label=f"{member.name} timing", timings=timings)
+    plain, augmented = timings[-1], timings[0] if tta else 0.0
+    return MemberCost(member.name, member.weight, len(member.parts), load, plain / len(sample),
+                      augmented / len(sample))  # fmt: skip
+
+
+def plan_prediction(
+    pack: InferencePack,
+    test: pd.DataFrame,
+    tta: int,
+    budget_hours: float | None,
+    started: float,
+    num_workers: int | None = None,
+) -> Plan:
+    """The plan for predicting `test` (an item table) with `pack`'s members within `budget_hours` counted from
+    `started` (a `time.monotonic()` value: data preparation and this measurement count against the budget)."""
+    if budget_hours is None or not len(test):
+        return Plan(len(test), tta, tta, [m.name for m in pack.members])
+    costs = [measure(m, test, tta, num_workers) for m in pack.members]
+    return fit_plan(costs, len(test), tta, budget_hours * 3600 - (time.monotonic() - started))

@@ -1,0 +1,119 @@
+"""Prediction without a model: the time plan, Kaggle's rerun flag and default budget, and the command line refusing
+what it cannot do before any work (an --output it cannot write, a source that is neither a pack nor a run)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from kagglekit.cli import app
+from kagglekit.errors import BudgetError
+from kagglekit.kaggle.notebook import is_competition_rerun
+from kagglekit.predict import budget, files
+from kagglekit.predict.budget import MemberCost
+
+
+def test_fit_plan_drops_tta_passes_before_members_lowest_weight_first():
+    costs = [MemberCost("big", 0.6, 1, 10.0, 0.010, 0.012), MemberCost("small", 0.4, 2, 5.0, 0.004, 0.005)]
+    images = 10_000
+    whole = sum(c.seconds(images, 4) for c in costs)
+    assert budget.fit_plan(costs, images, 4, whole).tta == 4
+    assert budget.fit_plan(costs, images, 4, whole - 1).tta == 3  # one TTA pass less, every member kept
+    no_tta = sum(c.seconds(images, 0) for c in costs)
+    plan = budget.fit_plan(costs, images, 4, no_tta)
+    assert (plan.tta, plan.members, plan.dropped, plan.estimate) == (0, ["big", "small"], [], no_tta)
+    plan = budget.fit_plan(costs, images, 4, no_tta - 1)
+    assert (plan.tta, plan.members, plan.dropped) == (0, ["big"], ["small"])  # then the lowest weight goes
+    assert plan.estimate == costs[0].seconds(images, 0) == 10 + images * 0.010
+    lines = "\n".join(plan.describe())
+    assert "TTA 4 -> 0 passes; dropped member(s) small (lowest weight)" in lines
+    assert "10.0 ms/image plain, 12.0 ms/image per TTA pass, 10.0 s to load" in lines
+    with pytest.raises(BudgetError, match=r"member big alone without TTA, needs an estimated 0.03 h for 10000 test"):
+        budget.fit_plan(costs, images, 4, 60)
+
+
+@pytest.mark.parametrize(
+    ("value", "rerun"), [(None, False), ("", False), ("False", False), ("True", True), ("1", True)]
+)
+def test_competition_rerun_is_detected(monkeypatch: pytest.MonkeyPatch, value: str | None, rerun: bool) -> None:
+    monkeypatch.delenv("KAGGLE_IS_COMPETITION_RERUN", raising=False)
+    if value is not None:
+        monkeypatch.setenv("KAGGLE_IS_COMPETITION_RERUN", value)
+    assert is_competition_rerun() is rerun
+
+
+def test_default_budget_is_kaggles_limit_minus_a_margin_only_on_kaggle(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KAGGLE_KERNEL_RUN_TYPE", raising=False)
+    assert budget.default_budget_hours() is None
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Batch")
+    assert budget.default_budget_hours() == 8.0
+
+
+@pytest.fixture
+def no_prediction(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any prediction fails the test: what is checked must be refused before the pack is even read."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("predicted although the command should have stopped first")
+
+    monkeypatch.setattr(files, "predict_files", refuse)
+
+
+def _read_only(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """`folder` behaves as a read-only mount (chmod does not stop root, who runs some CI and sandboxes)."""
+    real = tempfile.NamedTemporaryFile
+
+    def probe(*args, **kwargs):
+        if Path(kwargs.get("dir", "")) == folder:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", probe)
+
+
+def test_output_into_a_read_only_folder_is_refused_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_prediction: None
+) -> None:
+    folder = tmp_path / "mounted"
+    folder.mkdir()
+    image = tmp_path / "a.jpg"
+    image.write_bytes(b"\xff\xd8")
+    _read_only(monkeypatch, folder)
+    result = CliRunner().invoke(app, ["predict", str(tmp_path), str(image), "--output", str(folder / "out" / "p.csv")])
+    assert result.exit_code == 2
+    [line] = [line for line in result.output.splitlines() if line]  # one line
+    assert line == (
+        f"error: --output {folder / 'out' / 'p.csv'}: cannot write into {folder} (Read-only file system); choose a "
+        "writable folder."
+    )
+    assert not (folder / "out").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_output_into_a_folder_without_write_permission(tmp_path: Path, no_prediction: None) -> None:
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0o555)
+    image = tmp_path / "a.jpg"
+    image.write_bytes(b"\xff\xd8")
+    result = CliRunner().invoke(app, ["predict", str(tmp_path), str(image), "--output", str(folder / "p.csv")])
+    assert result.exit_code == 2 and "Permission denied" in result.output
+
+
+def test_predict_says_what_it_needs(tmp_path: Path, no_prediction: None) -> None:
+    image = tmp_path / "a.jpg"
+    image.write_bytes(b"\xff\xd8")
+    for args, problem in (
+        ([str(tmp_path), str(image), "--data", str(tmp_path)], "Give either IMAGES or --data, not both"),
+        ([str(tmp_path), "--output", "x.csv"], "--output is for IMAGES"),
+        ([str(tmp_path), str(image), "--output", str(tmp_path)], "is a folder; name the CSV file"),
+        ([str(tmp_path / "nope"), "--data", str(tmp_path)], "no such folder (expected an inference pack"),
+    ):
+        result = CliRunner().invoke(app, ["predict", *args])
+        assert result.exit_code == 2, result.output
+        assert problem in " ".join(result.output.split())
