@@ -32,8 +32,10 @@ import io
 import json
 import os
 import secrets
+import stat
 import tempfile
 import threading
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -396,6 +398,34 @@ class KaggleStandIn:
         if parse_qs(url.query).get("sig") != [self._signature] or run is None or name not in run.outputs:
             return 403, {"Content-Type": "text/plain"}, b"bad signature"
         return 200, {"Content-Type": "application/octet-stream"}, run.outputs[name]
+
+
+# A small Paddy Doctor download, and a valid submission for it, for the tests that talk to the stand-in.
+PADDY_SLUG = "paddy-disease-classification"
+PADDY_FILES: dict[str, str | bytes] = {
+    "train.csv": "image_id,label,variety,age\n" + "100001.jpg,blast,ADT45,45\n" * 200,
+    "sample_submission.csv": "image_id,label\n200001.jpg,\n200002.jpg,\n",
+    "train_images/blast/100001.jpg": b"\xff\xd8" + bytes(20_000),
+    "test_images/200001.jpg": b"\xff\xd8" + bytes(20_000),
+    "test_images/200002.jpg": b"\xff\xd8" + bytes(20_000),
+}
+PADDY_SUBMISSION = "image_id,label\n200001.jpg,blast\n200002.jpg,hispa\n"
+
+
+def zip_archive(
+    files: dict[str, str | bytes], links: dict[str, str] | None = None, method: int = zipfile.ZIP_DEFLATED
+) -> bytes:
+    """A competition's archive: `files` by name, and symbolic `links` (name -> target) as zip stores them."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", method) as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+        for name, target in (links or {}).items():
+            info = zipfile.ZipInfo(name)
+            info.create_system = 3
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            archive.writestr(info, target)
+    return buffer.getvalue()
 
 
 @contextlib.contextmanager

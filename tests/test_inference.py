@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import timm
+from kaggle_notebook import run_offline
+from kaggle_server import kaggle_stand_in
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
@@ -30,7 +29,7 @@ from kagglekit.kaggle.kernels import INFERENCE_NOTEBOOK
 from kagglekit.predict import budget
 from kagglekit.predict.budget import MemberCost
 from kagglekit.predict.pack import PACK_FILE, load_pack
-from kagglekit.predict.submission import PredictionResult
+from kagglekit.predict.submission import PredictionResult, member_probabilities
 from kagglekit.submission.checks import check_submission
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("loopback_only")]
@@ -233,9 +232,14 @@ def _costs(plain: float, augmented: float):
     return measure
 
 
+def _ensemble_probabilities(result: PredictionResult) -> np.ndarray:
+    return kk.Probabilities.load(result.folder / "ensemble", "test").tasks["label"]
+
+
 def test_time_budget_plan_is_followed_printed_and_recorded(paddy_run, pack_dir, tmp_path, monkeypatch, caplog):
     sample = paddy_run[1]
     pack = load_pack(pack_dir)
+    test = load_items(pack.spec(), sample.data_dir).test
     monkeypatch.setattr(budget, "measure", _costs(plain=1.0, augmented=1.0))
     hours = lambda seconds: seconds / 3600  # noqa: E731
     two_members_no_tta = 3 * N_TEST * 1.0  # three models (one + two folds), the plain pass only
@@ -243,23 +247,25 @@ def test_time_budget_plan_is_followed_printed_and_recorded(paddy_run, pack_dir, 
         fits = _predict(pack, sample.data_dir, tmp_path, time_budget=hours(two_members_no_tta + 20))
     assert (fits.plan.tta, fits.plan.members, fits.plan.dropped) == (0, ["crop", "folded"], [])
     assert "Plan: TTA 1 -> 0 passes; 2 member(s), TTA 0" in caplog.text
-    plain = _predict(pack, sample.data_dir, tmp_path, tta=0, time_budget=1000)
-    pd.testing.assert_frame_equal(pd.read_csv(fits.submission), pd.read_csv(plain.submission))  # what it planned
     assert json.loads((fits.folder / "run.json").read_text())["metrics"]["plan"]["tta"] == 0
+    planned = kk.predict_files(pack, test["path"].tolist(), tta=0).probabilities  # what the plan says: no TTA
+    np.testing.assert_allclose(_ensemble_probabilities(fits), planned.tasks["label"], atol=1e-6)
 
     lightest = min(pack.members, key=lambda m: m.weight)  # the first of equal weights, as the plan picks it
     [kept] = [m for m in pack.members if m is not lightest]
     one = _predict(pack, sample.data_dir, tmp_path, time_budget=hours(len(kept.parts) * N_TEST + 10))
-    assert (one.plan.members, one.plan.dropped) == ([kept.name], [lightest.name])
+    assert (one.plan.members, one.plan.dropped, one.plan.tta) == ([kept.name], [lightest.name], 0)
     assert json.loads((one.folder / "ensemble" / "ensemble.json").read_text())["weights"] == {kept.name: kept.weight}
     assert f"member(s) {lightest.name} left out to fit the time budget" in one.notes
+    alone = member_probabilities(kept, test, 0)  # the kept member alone, without TTA
+    np.testing.assert_allclose(_ensemble_probabilities(one), alone.tasks["label"], atol=1e-6)
 
     subs = tmp_path / "subs" / "paddy"
     before = sorted(subs.iterdir())
     with pytest.raises(BudgetError, match="stopping now rather than at the limit"):
         _predict(pack, sample.data_dir, tmp_path, time_budget=hours(N_TEST * 0.5))
     assert sorted(subs.iterdir()) == before  # stopped before predicting: no submission
-    [failed] = [p for p in (tmp_path / "runs" / "paddy").iterdir() if p not in {fits.folder, plain.folder, one.folder}]
+    [failed] = [p for p in (tmp_path / "runs" / "paddy").iterdir() if p not in {fits.folder, one.folder}]
     assert json.loads((failed / "run.json").read_text())["status"] == "failed in plan"
 
 
@@ -295,8 +301,6 @@ def test_cli_exports_and_predicts_a_submission(paddy_run, tmp_path, paddy):
 
 
 def test_export_push_uploads_the_pack_as_a_private_dataset(paddy_run, tmp_path, monkeypatch):
-    from kaggle_server import kaggle_stand_in
-
     run = paddy_run[0]
     with kaggle_stand_in(tmp_path, monkeypatch, username="kk-user", key="kk-secret-a1b2c3") as kaggle:
         result = CliRunner().invoke(app, ["export", str(run.folder), "pack", "--push"], env={"COLUMNS": "200"})
@@ -343,38 +347,6 @@ def test_cli_names_a_broken_image_predicts_the_others_and_fails(pack_dir, paddy_
 
 # --- a faked Kaggle rerun of the inference notebook ---
 
-GUARD = '''"""Loaded by every Python process of the notebook test: any connection that leaves this machine, and any name
-lookup but this machine's, is logged and fails."""
-import os
-import socket
-
-_connect, _lookup = socket.socket.connect, socket.getaddrinfo
-LOCAL = ("127.0.0.1", "::1", "localhost")
-
-
-def _log(what):
-    with open(os.environ["KK_NETWORK_LOG"], "a") as log:
-        log.write(f"{what}\\n")
-
-
-def _guarded(sock, address):
-    if sock.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in LOCAL:
-        _log(address)
-        raise OSError(f"the notebook test allows no network, not {address}")
-    return _connect(sock, address)
-
-
-def _guarded_lookup(host, *args, **kwargs):
-    if host not in LOCAL and host is not None:
-        _log(f"lookup {host}")
-        raise OSError(f"the notebook test allows no name lookup, not {host}")
-    return _lookup(host, *args, **kwargs)
-
-
-socket.socket.connect = _guarded
-socket.getaddrinfo = _guarded_lookup
-'''
-
 
 def _hidden_test_set(public: Path, dest: Path, extra: int) -> pd.DataFrame:
     """The competition as a rerun sees it: the public test images first, then `extra` images never seen, all in the
@@ -393,45 +365,16 @@ def _hidden_test_set(public: Path, dest: Path, extra: int) -> pd.DataFrame:
 def test_inference_notebook_predicts_a_larger_hidden_test_set_offline(
     paddy_run, pack_dir, tmp_path, monkeypatch, paddy
 ):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    pytest.importorskip("ipykernel")
-    run, sample = paddy_run
-    inputs, working, site, guard = (tmp_path / name for name in ("input", "working", "site", "guard"))
-    hidden = _hidden_test_set(sample.data_dir, inputs / "competitions" / paddy.slug, extra=5)  # the newer layout
+    run = paddy_run[0]
+    inputs = tmp_path / "input"
+    hidden = _hidden_test_set(paddy_run[1].data_dir, inputs / "competitions" / paddy.slug, extra=5)  # newer layout
     shutil.copytree(pack_dir, inputs / "datasets" / "kk-user" / "my-pack")  # datasets/<owner>/<slug>
     wheel = kaggle_packs.build_kagglekit_wheel(kaggle_packs.source_checkout(), tmp_path / "wheel")
     (inputs / "kagglekit-wheels").mkdir()  # the older layout: /kaggle/input/<slug>
     shutil.copy(wheel, inputs / "kagglekit-wheels")
-    for folder in (working, site, guard):
-        folder.mkdir()
-    (guard / "sitecustomize.py").write_text(GUARD)
-    environment = {
-        "KAGGLE_KERNEL_RUN_TYPE": "Batch",
-        "KAGGLE_IS_COMPETITION_RERUN": "True",
-        "KAGGLEKIT_INPUT_ROOT": str(inputs),
-        "KAGGLEKIT_WORKING_DIR": str(working),
-        "KAGGLEKIT_PACK_DATASET": "kk-user/my-pack",
-        "KAGGLEKIT_WHEELS_DATASET": "kagglekit-wheels",
-        # kagglekit from the wheel, into its own folder first on the path: the notebook imports the wheel's code
-        "KAGGLEKIT_PIP_ARGS": f"--target {site} --no-deps",
-        "PYTHONPATH": os.pathsep.join([str(guard), str(site)]),
-        "KK_NETWORK_LOG": str(tmp_path / "network.log"),
-        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-        "PIP_NO_CACHE_DIR": "1",
-        "PIP_CONFIG_FILE": os.devnull,
-    }
-    for name in [n for n in os.environ if n.startswith("PIP_")]:
-        monkeypatch.delenv(name)
-    for name, value in environment.items():
-        monkeypatch.setenv(name, value)
-    notebook = nbformat.read(INFERENCE_NOTEBOOK, as_version=4)
-    client = nbclient.NotebookClient(
-        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(working)}}
-    )
-    client.execute()
-    printed = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
-    assert f"from {site / 'kagglekit'}" in printed and "Competition rerun: the hidden test set" in printed
+    parameters = {"KAGGLE_IS_COMPETITION_RERUN": "True", "KAGGLEKIT_PACK_DATASET": "kk-user/my-pack"}
+    printed, working, _ = run_offline(INFERENCE_NOTEBOOK, tmp_path, monkeypatch, parameters, timeout=300)
+    assert "Competition rerun: the hidden test set" in printed
     assert re.search(r"Time budget [78]\.\d\d h left for 21 test images", printed)  # Kaggle's default; the plan
     submission = working / "submission.csv"
     assert check_submission(submission, paddy, inputs / "competitions" / paddy.slug / "sample_submission.csv").ok
@@ -439,8 +382,3 @@ def test_inference_notebook_predicts_a_larger_hidden_test_set_offline(
     assert predicted["image_id"].tolist() == hidden["image_id"].tolist()  # every hidden id, in its order
     public = pd.read_csv(run.submission, dtype=str)
     pd.testing.assert_frame_equal(predicted.head(len(public)), public)  # the run's own submission on shared images
-    assert not (tmp_path / "network.log").exists()
-    probe = "import socket; socket.create_connection(('192.0.2.1', 9), timeout=1)"  # TEST-NET-1: never routed
-    monkeypatch.setenv("KK_NETWORK_LOG", str(tmp_path / "probe.log"))
-    assert subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode
-    assert "192.0.2.1" in (tmp_path / "probe.log").read_text()  # the guard was loaded in every process

@@ -12,7 +12,18 @@ from pathlib import Path
 
 import pytest
 import typer
-from kaggle_server import KERNELS, Dataset, KaggleStandIn, KernelRun, Scoring, kaggle_stand_in
+from kaggle_server import (
+    KERNELS,
+    PADDY_FILES,
+    PADDY_SLUG,
+    PADDY_SUBMISSION,
+    Dataset,
+    KaggleStandIn,
+    KernelRun,
+    Scoring,
+    kaggle_stand_in,
+    zip_archive,
+)
 from typer.testing import CliRunner
 
 from kagglekit.cli import app
@@ -26,29 +37,15 @@ pytestmark = pytest.mark.usefixtures("loopback_only")  # no test reaches beyond 
 
 USER = "kk-user"
 KEY = "kk-secret-3b7e1d9c55"  # a fake key: it must never reach a file kagglekit writes
-SLUG = "paddy-disease-classification"
-DATA = {
-    "train.csv": "image_id,label,variety,age\n" + "100001.jpg,blast,ADT45,45\n" * 50,
-    "sample_submission.csv": "image_id,label\n200001.jpg,\n200002.jpg,\n",
-    "train_images/blast/100001.jpg": b"\xff\xd8" + bytes(5_000),
-    "test_images/200001.jpg": b"\xff\xd8" + bytes(5_000),
-    "test_images/200002.jpg": b"\xff\xd8" + bytes(5_000),
-}
-VALID = "image_id,label\n200001.jpg,blast\n200002.jpg,hispa\n"
+SLUG, DATA, VALID = PADDY_SLUG, PADDY_FILES, PADDY_SUBMISSION
 INFERENCE = kernel_slug("paddy", "inference")
-
-
-def _zip(files: dict[str, str | bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", method) as archive:
-        for name, content in files.items():
-            archive.writestr(name, content)
-    return buffer.getvalue()
 
 
 @pytest.fixture
 def kaggle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KaggleStandIn]:
-    with kaggle_stand_in(tmp_path, monkeypatch, username=USER, key=KEY, competitions={SLUG: _zip(DATA)}) as server:
+    with kaggle_stand_in(
+        tmp_path, monkeypatch, username=USER, key=KEY, competitions={SLUG: zip_archive(DATA)}
+    ) as server:
         yield server
 
 
@@ -123,7 +120,7 @@ def _corrupt(archive: bytes, member: str) -> bytes:
 def test_archive_failing_its_crc_is_deleted_and_fetched_again(
     kaggle: KaggleStandIn, tmp_path: Path, cli: typer.Typer
 ) -> None:
-    good = _zip(DATA, zipfile.ZIP_STORED)
+    good = zip_archive(DATA, method=zipfile.ZIP_STORED)
     kaggle.competitions[SLUG] = _corrupt(good, "test_images/200001.jpg")
     result = CliRunner().invoke(cli, ["download", "paddy"])
     assert result.exit_code == 2

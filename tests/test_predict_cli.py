@@ -8,14 +8,19 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from kagglekit.cli import app
+from kagglekit.data.images import PreparedItems
+from kagglekit.data.locate import locate_data
 from kagglekit.errors import BudgetError
 from kagglekit.kaggle.notebook import is_competition_rerun
-from kagglekit.predict import budget, files
+from kagglekit.predict import budget, files, inputs
 from kagglekit.predict.budget import MemberCost
+from kagglekit.predict.pack import InferencePack
 
 
 def test_fit_plan_drops_tta_passes_before_members_lowest_weight_first():
@@ -117,3 +122,39 @@ def test_predict_says_what_it_needs(tmp_path: Path, no_prediction: None) -> None
         result = CliRunner().invoke(app, ["predict", *args])
         assert result.exit_code == 2, result.output
         assert problem in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("layout", ["competitions/{slug}", "{slug}", "datasets/someone/{slug}"])
+def test_competition_is_found_in_every_kaggle_input_layout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, paddy, layout: str
+) -> None:
+    folder = tmp_path / layout.format(slug=paddy.slug)
+    folder.mkdir(parents=True)
+    (folder / paddy.train_csv).write_text("image_id,label,variety,age\n")
+    (folder / paddy.sample_submission).write_text("image_id,label\n")
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Batch")
+    monkeypatch.setenv("KAGGLEKIT_INPUT_ROOT", str(tmp_path))
+    assert locate_data(paddy, None) == folder
+
+
+def test_test_images_are_prepared_with_the_packs_dicom_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: dict = {}
+
+    def prepare_images(competition, items, cache_dir, max_size):
+        seen.update(frames=competition.dicom_frames, max_size=max_size, ids=items.test["id"].tolist())
+        return PreparedItems(items)
+
+    monkeypatch.setattr(inputs, "prepare_images", prepare_images)
+    classes = [str(n) for n in range(22)]
+    pack = InferencePack(
+        folder=tmp_path, competition="xray", tta=0, members=[], tuned_weights=False, thresholds=None,
+        shares={"Target": np.full(22, 0.1)}, vocab={"Target": classes}, dicom={"frames": "all", "max_size": 123},
+        source={},
+    )  # fmt: skip
+    test = pd.DataFrame({"id": ["1.2.3"], "path": [str(tmp_path / "a.dcm")]})
+    data = inputs.prepare_test(pack, test, test[["id"]], tmp_path)
+    assert seen == {"frames": "all", "max_size": 123, "ids": ["1.2.3"]}
+    assert data.items.test["id"].tolist() == ["1.2.3"] and data.vocab == {"Target": classes}
+    np.testing.assert_allclose(data.prior()["Target"], 0.1)  # the pack's shares, not a training table's
