@@ -251,7 +251,7 @@ def test_time_budget_plan_is_followed_printed_and_recorded(paddy_run, pack_dir, 
     planned = kk.predict_files(pack, test["path"].tolist(), tta=0).probabilities  # what the plan says: no TTA
     np.testing.assert_allclose(_ensemble_probabilities(fits), planned.tasks["label"], atol=1e-6)
 
-    lightest = min(pack.members, key=lambda m: m.weight)  # the first of equal weights, as the plan picks it
+    lightest = min(pack.members, key=lambda m: (m.weight, -len(m.parts)))  # of equal weights, the slowest
     [kept] = [m for m in pack.members if m is not lightest]
     one = _predict(pack, sample.data_dir, tmp_path, time_budget=hours(len(kept.parts) * N_TEST + 10))
     assert (one.plan.members, one.plan.dropped, one.plan.tta) == ([kept.name], [lightest.name], 0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -35,11 +36,18 @@ def test_fit_plan_drops_tta_passes_before_members_lowest_weight_first():
     plan = budget.fit_plan(costs, images, 4, no_tta - 1)
     assert (plan.tta, plan.members, plan.dropped) == (0, ["big"], ["small"])  # then the lowest weight goes
     assert plan.estimate == costs[0].seconds(images, 0) == 10 + images * 0.010
-    lines = "\n".join(plan.describe())
-    assert "TTA 4 -> 0 passes; dropped member(s) small (lowest weight)" in lines
-    assert "10.0 ms/image plain, 12.0 ms/image per TTA pass, 10.0 s to load" in lines
-    with pytest.raises(BudgetError, match=r"member big alone without TTA, needs an estimated 0.03 h for 10000 test"):
+    assert plan.summary() == (
+        "Plan: TTA 4 -> 0 passes; dropped member(s) small (lowest weight); 1 member(s), TTA 0: estimated 1.8 min of "
+        "3.3 min"
+    )
+    assert budget.measured(costs, images, 3 * 3600)[1:] == [
+        "  big (weight 0.6, 1 model(s)): 10.0 ms/image plain, 12.0 ms/image per TTA pass, 10.0 s to load",
+        "  small (weight 0.4, 2 model(s)): 4.0 ms/image plain, 5.0 ms/image per TTA pass, 5.0 s to load",
+    ]
+    with pytest.raises(BudgetError, match=r"member big alone without TTA, needs an estimated 1.8 min for 10000 test"):
         budget.fit_plan(costs, images, 4, 60)
+    twins = [MemberCost("fast", 0.5, 1, 0.0, 0.001, 0.001), MemberCost("slow", 0.5, 1, 0.0, 0.002, 0.002)]
+    assert budget.fit_plan(twins, images, 0, 15).dropped == ["slow"]  # of equal weights, the slowest goes first
 
 
 @pytest.mark.parametrize(
@@ -158,3 +166,14 @@ def test_test_images_are_prepared_with_the_packs_dicom_settings(
     assert seen == {"frames": "all", "max_size": 123, "ids": ["1.2.3"]}
     assert data.items.test["id"].tolist() == ["1.2.3"] and data.vocab == {"Target": classes}
     np.testing.assert_allclose(data.prior()["Target"], 0.1)  # the pack's shares, not a training table's
+
+
+def test_a_budget_used_up_before_predicting_stops_without_measuring(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    def measure(*args, **kwargs):
+        raise AssertionError("measured although no time was left")
+
+    monkeypatch.setattr(budget, "measure", measure)
+    pack = InferencePack(tmp_path, "paddy", 2, [], False, None, {}, {}, {"frames": "first", "max_size": 512}, {})
+    test = pd.DataFrame({"id": ["a.jpg"], "path": ["a.jpg"]})
+    with pytest.raises(BudgetError, match=r"budget of 3.6 s was used up before predicting began \(reading and prep"):
+        budget.plan_prediction(pack, test, 2, 0.001, started=time.monotonic() - 10)

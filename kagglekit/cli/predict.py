@@ -140,8 +140,6 @@ def predict(
 
     result = predict_submission(source, data, time_budget=time_budget, tta=tta, name=name, runs_dir=runs,
                                 submissions_dir=submissions)  # fmt: skip
-    for line in result.plan.describe():
-        console.print(escape(line))
     for note in result.notes:
         console.print(f"[yellow]note:[/] {escape(note)}")
     print_check(result.check)

@@ -4,12 +4,14 @@ submission, so the plan is fitted to the budget before the work starts.
 The cost of each member is measured on the first batches of the real test set (seconds per image of the plain pass
 and of one augmented pass, plus the seconds to load each of its models), then scaled to the number of test images.
 When the estimate exceeds the budget, TTA passes go first (each costs as much as a member's augmented pass and
-gains least), then the members of lowest ensemble weight, one at a time. When even the best member alone, without
-TTA, cannot finish in time, `BudgetError` stops the prediction at once, not at Kaggle's limit.
+gains least), then the members of lowest ensemble weight, one at a time (of equal weights, the slowest first).
+When even the last member alone, without TTA, cannot finish in time, `BudgetError` stops the prediction at once,
+not at Kaggle's limit.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -19,6 +21,8 @@ import pandas as pd
 from kagglekit.errors import BudgetError
 from kagglekit.kaggle.notebook import in_kaggle_notebook
 from kagglekit.predict.pack import InferencePack, PackMember
+
+log = logging.getLogger(__name__)
 
 KAGGLE_LIMIT_HOURS = 9.0  # the run-time limit of a code competition's notebook (GPU or CPU)
 SAFETY_MARGIN_HOURS = 1.0  # installing kagglekit, reading the data, writing the submission, and slower batches
@@ -45,6 +49,22 @@ class MemberCost:
         return self.parts * (self.load + images * (self.plain + tta * self.augmented))
 
 
+def duration(seconds: float) -> str:
+    """Seconds as a person reads them: hours, minutes or seconds."""
+    if seconds >= 3600:
+        return f"{seconds / 3600:.2f} h"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
+
+
+def measured(costs: list[MemberCost], images: int, budget: float) -> list[str]:
+    """The measurements as log lines: the budget left, and each member's cost."""
+    lines = [f"Time budget {duration(budget)} left for {images} test images; measured on the first batches:"]
+    for c in costs:
+        lines.append(f"  {c.name} (weight {c.weight:g}, {c.parts} model(s)): {c.plain * 1000:.1f} ms/image plain, "
+                     f"{c.augmented * 1000:.1f} ms/image per TTA pass, {c.load:.1f} s to load")  # fmt: skip
+    return lines
+
+
 @dataclass
 class Plan:
     """The members and TTA passes that fit the budget (every member and the pack's TTA when there is no budget)."""
@@ -58,25 +78,17 @@ class Plan:
     estimate: float | None = None  # seconds the plan is expected to take
     costs: list[MemberCost] = field(default_factory=list)
 
-    def describe(self) -> list[str]:
-        """The plan as log lines: the budget, each member's measured cost, and what was dropped to fit it."""
+    def summary(self) -> str:
+        """One line: what was dropped to fit the budget, and the estimate against it."""
         if self.budget is None:
-            return [f"Predicting {self.images} test images with {len(self.members)} member(s) and TTA {self.tta} (no "
-                    "time budget)"]  # fmt: skip
-        lines = [f"Time budget {self.budget / 3600:.2f} h left for {self.images} test images; measured on the first "
-                 "batches:"]  # fmt: skip
-        for c in self.costs:
-            lines.append(f"  {c.name} (weight {c.weight:g}, {c.parts} model(s)): {c.plain * 1000:.1f} ms/image plain, "
-                         f"{c.augmented * 1000:.1f} ms/image per TTA pass, {c.load:.1f} s to load")  # fmt: skip
+            return f"Plan: {len(self.members)} member(s), TTA {self.tta} on {self.images} test images (no time budget)"
         changes = []
         if self.tta < self.requested_tta:
             changes.append(f"TTA {self.requested_tta} -> {self.tta} passes")
         if self.dropped:
             changes.append(f"dropped member(s) {', '.join(self.dropped)} (lowest weight)")
-        estimate = f"estimated {self.estimate / 3600:.2f} h of {self.budget / 3600:.2f} h"
-        lines.append(f"Plan: {'; '.join(changes) or 'everything fits'}; {len(self.members)} member(s), TTA "
-                     f"{self.tta}: {estimate}")  # fmt: skip
-        return lines
+        return (f"Plan: {'; '.join(changes) or 'everything fits'}; {len(self.members)} member(s), TTA {self.tta}: "
+                f"estimated {duration(self.estimate or 0)} of {duration(self.budget)}")  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,7 +96,7 @@ class Plan:
 
 def fit_plan(costs: list[MemberCost], images: int, tta: int, budget: float) -> Plan:
     """The largest plan whose estimate fits `budget` seconds: TTA passes dropped first, then the members of lowest
-    weight; `BudgetError` when the best member alone without TTA still does not fit."""
+    weight (the slowest of equal weights); `BudgetError` when the last member alone without TTA still does not fit."""
     kept, passes, dropped = list(costs), tta, []
 
     def estimate() -> float:
@@ -94,15 +106,15 @@ def fit_plan(costs: list[MemberCost], images: int, tta: int, budget: float) -> P
         if passes > 0:
             passes -= 1
         elif len(kept) > 1:
-            lightest = min(kept, key=lambda c: c.weight)  # the first of equal weights, as the recipe lists them
+            lightest = min(kept, key=lambda c: (c.weight, -c.seconds(images, 0)))  # of equal weights, the slowest
             kept.remove(lightest)
             dropped.append(lightest.name)
         else:
             raise BudgetError(
-                f"Even the fastest plan, member {kept[0].name} alone without TTA, needs an estimated "
-                f"{estimate() / 3600:.2f} h for {images} test images ({kept[0].plain * 1000:.1f} ms/image), more than "
-                f"the {budget / 3600:.2f} h left in the time budget; stopping now rather than at the limit. Pack a "
-                "faster member (smaller architecture or image size), or raise --time-budget."
+                f"Even the smallest plan, member {kept[0].name} alone without TTA, needs an estimated "
+                f"{duration(estimate())} for {images} test images ({kept[0].plain * 1000:.1f} ms/image), more than "
+                f"the {duration(max(budget, 0))} left in the time budget; stopping now rather than at the limit. Pack "
+                "a faster member (smaller architecture or image size), or raise --time-budget."
             )
     return Plan(images, tta, passes, [c.name for c in kept], dropped, budget, estimate(), costs)
 
@@ -138,5 +150,13 @@ def plan_prediction(
     `started` (a `time.monotonic()` value: data preparation and this measurement count against the budget)."""
     if budget_hours is None or not len(test):
         return Plan(len(test), tta, tta, [m.name for m in pack.members])
+    spent = time.monotonic() - started
+    if spent >= budget_hours * 3600:
+        raise BudgetError(f"The time budget of {duration(budget_hours * 3600)} was used up before predicting began "
+                          f"(reading and preparing {len(test)} test images took {duration(spent)}); raise "
+                          "--time-budget.")  # fmt: skip
     costs = [measure(m, test, tta, num_workers) for m in pack.members]
-    return fit_plan(costs, len(test), tta, budget_hours * 3600 - (time.monotonic() - started))
+    left = budget_hours * 3600 - (time.monotonic() - started)
+    for line in measured(costs, len(test), left):  # before fitting: they explain a BudgetError too
+        log.info(line)
+    return fit_plan(costs, len(test), tta, left)

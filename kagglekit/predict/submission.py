@@ -156,8 +156,7 @@ def predict_submission(
         plan = plan_prediction(pack, prepared.items.test, tta, None if budget == math.inf else budget, started,
                                num_workers)  # fmt: skip
         record.metrics["plan"] = plan.to_dict()
-        for line in plan.describe():
-            log.info(line)
+        log.info(plan.summary())
     with record.step("predict"):
         ensemble = _ensemble(pack, plan, prepared, record, num_workers)
         ensemble.save(record.artifact("ensemble", record.folder / "ensemble"))
