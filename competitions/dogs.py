@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 
 from kagglekit import Competition, SampleSpec, Submission, Task, register
@@ -88,11 +87,15 @@ def _real_ids(rng: np.random.Generator) -> dict[str, list[str]]:
     """Shuffled real ids per breed from the real labels.csv, or nothing when it is not at hand."""
     if not REAL_LABELS.is_file():
         return {}
+    import pandas as pd  # here, not at registration: `kagglekit list` starts without pandas
+
     real = pd.read_csv(REAL_LABELS, dtype=str)
     return {breed: list(rng.permutation(group["id"].to_numpy())) for breed, group in real.groupby("breed")}
 
 
 def _sample(rng: np.random.Generator, n_train: int, n_test: int) -> SampleSpec:
+    import pandas as pd  # here, not at registration: `kagglekit list` starts without pandas
+
     weights = np.array([spec[0] for spec in BREEDS.values()], dtype=float)
     counts = np.maximum(3, np.round(weights / weights.sum() * n_train)).astype(int)
     breeds = np.repeat(list(BREEDS), counts)

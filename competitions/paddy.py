@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 from PIL import Image
 
 from kagglekit import Competition, SampleSpec, Submission, Task, register
@@ -50,6 +49,8 @@ def _paint(rng: np.random.Generator, row: dict) -> Image.Image:
 
 
 def _sample(rng: np.random.Generator, n_train: int, n_test: int) -> SampleSpec:
+    import pandas as pd  # here, not at registration: `kagglekit list` starts without pandas
+
     weights = np.array(list(LABELS.values()), dtype=float)
     counts = np.maximum(4, np.round(weights / weights.sum() * n_train)).astype(int)
     labels = np.repeat(list(LABELS), counts)

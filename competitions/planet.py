@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 
 from kagglekit import Competition, SampleSpec, Submission, Task, register
@@ -18,7 +17,9 @@ TAGS = {  # approximate real counts in train_v2.csv (40,479 images), used to kee
 WEATHER = ("clear", "partly_cloudy", "haze", "cloudy")  # exactly one per image; cloudy hides the land
 N_IMAGES = 40479
 RARE_FLOOR = 0.015  # rare tags are drawn at least this often, so a 400-image sample has a handful of each
-TEST_FOLDERS = ("test-jpg/{id}.jpg", "test-jpg-additional/{id}.jpg")
+# Kaggle's download has test-jpg/ (test_N) and test-jpg-additional/ (file_N); its notebook input and some public
+# copies name the first one test-jpg-v2/. Tried in this order; the sample writes the first two.
+TEST_FOLDERS = ("test-jpg/{id}.jpg", "test-jpg-additional/{id}.jpg", "test-jpg-v2/{id}.jpg")
 TEST_SHARE = 40669 / 61191  # real split of the test images between the two folders (test_N, then file_N)
 SIZE = (256, 256)
 
@@ -116,6 +117,8 @@ def _tags(rng: np.random.Generator) -> str:
 
 
 def _sample(rng: np.random.Generator, n_train: int, n_test: int) -> SampleSpec:
+    import pandas as pd  # here, not at registration: `kagglekit list` starts without pandas
+
     train = pd.DataFrame({"image_name": [f"train_{i}" for i in range(n_train)]})
     train["tags"] = [_tags(rng) for _ in range(n_train)]
     n_first = round(n_test * TEST_SHARE)

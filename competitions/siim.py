@@ -12,18 +12,26 @@ source competition's; its own Kaggle download is not in this layout (fastai's `U
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
-from pydicom.dataset import Dataset
-from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit, RLELossless
 
 from kagglekit import Competition, SampleSpec, Submission, Task, register
 from kagglekit.samples.radiograph import Radiograph, dicom_image, dicom_style
 
+if TYPE_CHECKING:  # pydicom (like pandas) loads when a sample is drawn, not when the plug-in registers
+    from pydicom.dataset import Dataset
+
 LABELS = ("No Pneumothorax", "Pneumothorax")
 POSITIVE_SHARE = 0.35  # the sample's (invented) prevalence
 SIZE = 192
-SYNTAXES = {JPEGBaseline8Bit: 0.6, None: 0.2, RLELossless: 0.1, JPEG2000Lossless: 0.1}  # None: uncompressed
+
+
+def _syntaxes() -> dict:
+    """The sample's encodings and their shares (None: uncompressed); pydicom loads when a sample is drawn."""
+    from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit, RLELossless
+
+    return {JPEGBaseline8Bit: 0.6, None: 0.2, RLELossless: 0.1, JPEG2000Lossless: 0.1}
 
 
 def _box(x: float, y: float, rx: float, ry: float) -> tuple[float, float, float, float]:
@@ -83,10 +91,12 @@ def _paint(rng: np.random.Generator, row: dict) -> Dataset:
         film.bone.line(_px((0.5 + side * 0.05, 0.17 + dy), (0.5 + side * 0.35, 0.12 + dy)), fill=130, width=5)
     if rng.random() < 0.4:  # a skin fold: a line across a lung with markings on both sides, not a pneumothorax
         film.air.arc(_box(rng.uniform(0.2, 0.8), 0.5, 0.2, 0.3), rng.uniform(0, 180), 360, fill=150, width=1)
-    return dicom_image(rng, film.grey(rng, blur=0.8), **dicom_style(rng, SYNTAXES, monochrome1=0.25))
+    return dicom_image(rng, film.grey(rng, blur=0.8), **dicom_style(rng, _syntaxes(), monochrome1=0.25))
 
 
 def _sample(rng: np.random.Generator, n_train: int, n_test: int) -> SampleSpec:
+    import pandas as pd  # here, not at registration: `kagglekit list` starts without pandas
+
     labels = np.where(rng.random(n_train + n_test) < POSITIVE_SHARE, LABELS[1], LABELS[0])
     files = [f"train/{label}/{n:06d}.dcm" for n, label in enumerate(labels[:n_train])]
     files += [f"test/{n:06d}.dcm" for n in range(n_train, n_train + n_test)]

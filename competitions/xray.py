@@ -8,15 +8,16 @@ image, averaged) is our best guess; treat its absolute value with care when comp
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-from pydicom.dataset import Dataset
-from pydicom.uid import JPEG2000Lossless, RLELossless, generate_uid
 
 from kagglekit import Competition, SampleSpec, Submission, Task, register
 from kagglekit.competition import DicomIndex
 from kagglekit.samples.radiograph import Radiograph, dicom_image, dicom_style
+
+if TYPE_CHECKING:  # pydicom (like pandas) loads when a sample is drawn, not when the plug-in registers
+    from pydicom.dataset import Dataset
 
 BODY_PARTS = (
     "Abdomen", "Ankle", "CervicalSpine", "Chest", "Clavicles", "Elbow", "Feet", "Finger", "Forearm", "Hand", "Hip",
@@ -29,7 +30,6 @@ CLASSES = tuple(str(i) for i in range(len(BODY_PARTS)))  # the CSVs use the indi
 COMMON = {"Chest": 4.0, "Abdomen": 2.0, "Hand": 1.5, "Knee": 1.5, "Skull": 1.5}
 PAIRS = (("Chest", "Clavicles"), ("LumbarSpine", "Pelvis"), ("Hand", "Wrist"), ("Ankle", "Feet"), ("Knee", "LowerLeg"))
 TWO_TARGETS = 0.08
-SYNTAXES = {None: 0.5, RLELossless: 0.25, JPEG2000Lossless: 0.25}  # None: uncompressed
 
 
 Shape = tuple  # (kind, *unit coordinates and sizes), built by the five functions below
@@ -150,6 +150,13 @@ def _draw(
         film.bone.ellipse((x - r, y - r, x + r, y + r), fill=int(density))
 
 
+def _syntaxes() -> dict:
+    """The sample's encodings and their shares (None: uncompressed); pydicom loads when a sample is drawn."""
+    from pydicom.uid import JPEG2000Lossless, RLELossless
+
+    return {None: 0.5, RLELossless: 0.25, JPEG2000Lossless: 0.25}
+
+
 def _paint(rng: np.random.Generator, row: dict) -> Dataset:
     """One film of the row's body part(s), placed, turned and scaled at random, in a random DICOM encoding."""
     size = (int(rng.integers(128, 225)), int(rng.integers(160, 225)))
@@ -167,11 +174,13 @@ def _paint(rng: np.random.Generator, row: dict) -> Dataset:
         for shape in _others(rng) if part == "Others" else ANATOMY[part]:
             _draw(film, shape, place, scale, rng.uniform(170, 235))
     uid = row["SOPInstanceUID"]
+    from pydicom.uid import generate_uid
+
     study, series = (generate_uid(entropy_srcs=[uid, level]) for level in ("study", "series"))
     return dicom_image(
         rng,
         film.grey(rng),
-        **dicom_style(rng, SYNTAXES),
+        **dicom_style(rng, _syntaxes()),
         SOPInstanceUID=uid,
         StudyInstanceUID=study,
         SeriesInstanceUID=series,
@@ -189,6 +198,9 @@ def _targets(rng: np.random.Generator, n: int) -> list[str]:
 
 
 def _sample(rng: np.random.Generator, n_train: int, n_test: int) -> SampleSpec:
+    import pandas as pd  # here, not at registration: `kagglekit list` starts without pandas or pydicom
+    from pydicom.uid import generate_uid
+
     uids = [generate_uid(entropy_srcs=[str(rng.integers(2**62))]) for _ in range(n_train + n_test)]
     train = pd.DataFrame({"SOPInstanceUID": uids[:n_train], "Target": _targets(rng, n_train)})
     answers = pd.DataFrame({"SOPInstanceUID": uids[n_train:], "Target": _targets(rng, n_test)})

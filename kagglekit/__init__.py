@@ -21,8 +21,8 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "Member": ".recipe", "Recipe": ".recipe", "load_recipe": ".recipe", "parse_recipe": ".recipe",
     # errors
     "BudgetError": ".errors", "CredentialsError": ".errors", "DataError": ".errors", "DicomReadError": ".errors",
-    "KaggleError": ".errors",
-    "KagglekitError": ".errors", "PluginError": ".errors", "RecipeError": ".errors", "SubmissionError": ".errors",
+    "ImageReadError": ".errors", "KaggleError": ".errors", "KagglekitError": ".errors", "PluginError": ".errors",
+    "RecipeError": ".errors", "SubmissionError": ".errors",
     # the stages and the whole job
     "Data": ".pipeline.data", "prepare_data": ".pipeline.data",
     "MemberOutput": ".pipeline.members", "fit_member": ".pipeline.members", "fit_members": ".pipeline.members",

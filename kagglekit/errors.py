@@ -27,8 +27,8 @@ class DataError(KagglekitError):
     """The data on disk does not match the competition's layout, or a folder cannot be used."""
 
 
-class DicomReadError(DataError):
-    """A DICOM file that cannot be turned into an image, with a reason a human can act on."""
+class ImageReadError(DataError):
+    """An image file (photo or DICOM) that cannot be turned into an image, with a reason a human can act on."""
 
     def __init__(self, path: Path | str, reason: str) -> None:
         super().__init__(Path(path), reason)  # both in args, so the error pickles across processes
@@ -37,6 +37,17 @@ class DicomReadError(DataError):
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
+
+
+class DicomReadError(ImageReadError):
+    """A DICOM file that cannot be turned into an image."""
+
+
+def one_line(exc: BaseException) -> str:
+    """A library's (possibly multi-line, plugin-by-plugin) exception message as one short line for a reason."""
+    lines = (line.strip() for line in str(exc).splitlines())
+    text = "; ".join(line for line in lines if line).replace(":;", ":") or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 class SubmissionError(KagglekitError):
@@ -56,6 +67,6 @@ class CredentialsError(KaggleError):
 
 
 __all__ = [
-    "BudgetError", "CredentialsError", "DataError", "DicomReadError", "KaggleError", "KagglekitError", "PluginError",
-    "RecipeError", "SubmissionError",
+    "BudgetError", "CredentialsError", "DataError", "DicomReadError", "ImageReadError", "KaggleError", "KagglekitError",
+    "PluginError", "RecipeError", "SubmissionError",
 ]  # fmt: skip

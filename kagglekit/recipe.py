@@ -57,14 +57,23 @@ class Member:
     accum: int = 1
     weight: float = 1.0  # its weight in the ensemble's mean
     tasks: dict[str, float] | None = None  # task -> loss weight; None: the competition's target alone
-    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"  # auto: bf16/fp16 mixed precision on CUDA
-    channels_last: bool | None = None  # None: on for CUDA
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"  # auto: by the GPU's compute capability
+    channels_last: bool | None = None  # None: on CUDA, for batch-norm CNNs
+    compile: bool = False  # torch.compile the model (falls back to eager with a note if compilation fails)
     seed: int | None = None  # None: the recipe's seed
     stages: tuple[dict, ...] | None = None  # progressive resizing: ({size, epochs, resize?, lr?}, ...)
     split_seed: int | None = None  # train on its own random split (split ensembles); None: the recipe's split
     folds: int | None = None  # train k models on k folds, with out-of-fold validation predictions
     sampling: Literal["none", "balanced", "loss"] = "none"  # balanced: per class; loss: previous member's losses
     freeze_epochs: int = 1  # epochs of head-only training before each unfrozen stage (pretrained or resized)
+    ema: float | None = None  # decay of an exponential moving average of the weights; None: off
+    mixup: float = 0.0  # mixup alpha: lambda ~ Beta(alpha, alpha); 0: off
+    cutmix: float = 0.0  # cutmix alpha; with mixup too, each mixed batch uses one of them (even odds)
+    mix_prob: float = 1.0  # share of training batches mixed
+    mix_off_epochs: int = 0  # the member's last epochs trained without mixing
+    label_smoothing: float = 0.0  # single-label heads only
+    average_checkpoints: int = 0  # average the weights of the k best epochs of the last phase; 0: off
+    average_mode: Literal["uniform", "greedy"] = "uniform"  # greedy: add an epoch only if validation improves
 
     def __post_init__(self) -> None:
         if self.accum < 1:
@@ -85,6 +94,8 @@ class Member:
             raise RecipeError(
                 f"member {self.name!r}: precision must be auto, fp32, fp16 or bf16, got {self.precision!r}."
             )
+        if not isinstance(self.compile, bool):
+            raise RecipeError(f"member {self.name!r}: compile must be true or false, got {self.compile!r}.")
         if not isinstance(self.pretrained, (bool, str)):
             raise RecipeError(f"member {self.name!r}: pretrained must be true, false or a path to weights.")
         if self.epochs < 1 or self.lr <= 0 or self.weight < 0:
@@ -101,6 +112,36 @@ class Member:
                 )
             if stage.get("resize", self.resize) not in ("squish", "crop", "pad") or int(stage["epochs"]) < 1:
                 raise RecipeError(f"member {self.name!r}: invalid stage {stage}.")
+        self._check_regularisation()
+
+    def _check_regularisation(self) -> None:
+        """EMA, mixup/cutmix, label smoothing and checkpoint averaging: numbers in their ranges."""
+
+        def number(value: Any) -> bool:
+            return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+        def fail(what: str) -> None:
+            raise RecipeError(f"member {self.name!r}: {what}.")
+
+        if self.ema is not None and not (number(self.ema) and 0 < self.ema < 1):
+            fail(f"ema is the decay of the weights' moving average, between 0 and 1 (e.g. 0.9998), got {self.ema!r}")
+        for key in ("mixup", "cutmix"):
+            if not (number(getattr(self, key)) and getattr(self, key) >= 0):
+                fail(f"{key} is a Beta distribution's alpha, >= 0 (0: off), got {getattr(self, key)!r}")
+        if not (number(self.mix_prob) and 0 < self.mix_prob <= 1):
+            fail(f"mix_prob is the share of batches mixed, in (0, 1], got {self.mix_prob!r}")
+        if not (isinstance(self.mix_off_epochs, int) and 0 <= self.mix_off_epochs < self.train_epochs):
+            fail(f"mix_off_epochs must be an integer from 0 to {self.train_epochs - 1} (fewer than the member's "
+                 f"{self.train_epochs} epochs), got {self.mix_off_epochs!r}")  # fmt: skip
+        if not (number(self.label_smoothing) and 0 <= self.label_smoothing < 1):
+            fail(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
+        last = self.stage_list[-1].epochs
+        k = self.average_checkpoints
+        if not (isinstance(k, int) and not isinstance(k, bool) and 0 <= k <= last):
+            fail(f"average_checkpoints is how many of the last phase's {last} epochs to average, 0 to {last}, "
+                 f"got {k!r}")  # fmt: skip
+        if self.average_mode not in ("uniform", "greedy"):
+            fail(f"average_mode must be uniform or greedy, got {self.average_mode!r}")
 
     @property
     def stage_list(self) -> list[Stage]:
@@ -111,6 +152,16 @@ class Member:
             Stage(_hw(s["size"]), s.get("resize", self.resize), int(s["epochs"]), float(s.get("lr", self.lr)))
             for s in self.stages
         ]
+
+    @property
+    def train_epochs(self) -> int:
+        """Epochs that train the whole network: the stages' epochs, without head-only ones."""
+        return sum(stage.epochs for stage in self.stage_list)
+
+    @property
+    def mixes(self) -> bool:
+        """Whether training batches are mixed (mixup or cutmix)."""
+        return self.mixup > 0 or self.cutmix > 0
 
     @property
     def step_batch_size(self) -> int:

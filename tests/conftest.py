@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 from pathlib import Path
 
@@ -16,6 +17,16 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("KAGGLEKIT_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(autouse=True)
+def _root_log_handlers():
+    """The CLI installs its log handler on the root logger, on the stream of a test runner that closes after the
+    test: later tests would log into a closed file."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    yield
+    root.handlers[:], root.level = saved[0], saved[1]
 
 
 @pytest.fixture

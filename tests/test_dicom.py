@@ -1,5 +1,5 @@
-"""kagglekit.dicom: robust over every file pydicom ships, exact on files written here, and honest on a real
-chest x-ray when one is available."""
+"""kagglekit.data.dicom and the image cache on DICOMs: robust over every file pydicom ships, exact on files written
+here, and honest on a real chest x-ray when one is available."""
 
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from kagglekit.data.dicom import cache_dicoms, dicom_uid, load_cached, read_dicom
+from kagglekit.data.cache import CacheSpec, cache_images, load_cached
+from kagglekit.data.dicom import decode_dicom, dicom_uid, read_dicom
+from kagglekit.data.pixels import mosaic
 from kagglekit.errors import DataError, DicomReadError
 
 PYDICOM_DATA = Path(pydicom.data.DATA_ROOT)
@@ -52,7 +54,7 @@ KNOWN_GOOD = {
 KNOWN_BROKEN = {
     "test_files/MR_truncated.dcm": "less than expected",
     "test_files/JPEG2000-embedded-sequence-delimiter.dcm": "JPEG 2000 Image Compression: cannot decode",
-    "test_files/meta_missing_tsyntax.dcm": "no Transfer Syntax UID",
+    "test_files/meta_missing_tsyntax.dcm": "'Bits Allocated'",  # read without its syntax, then lacks an element
     "test_files/rtplan.dcm": "no pixel data (RT Plan Storage)",
     "test_files/README.txt": "no pixel data",
 }
@@ -184,12 +186,19 @@ def test_multi_frame_first_or_all():
     assert read_dicom(PYDICOM_DATA / "test_files/rtdose.dcm", frames="all").shape == (15, 10, 10)
 
 
+GREY = CacheSpec(channels=1)  # what a DICOM competition caches: grey at full depth, full size
+
+
+def cache_dicoms(paths, folder, spec=GREY):
+    return cache_images(paths, folder, spec, kind="dicom", workers=0)
+
+
 def test_cache_over_shipped_files_reports_images_and_failures(shipped, tmp_path):
-    report = cache_dicoms(list(shipped), tmp_path, workers=2)
+    report = cache_images(list(shipped), tmp_path, GREY, kind="dicom", workers=2)
     assert set(report.images) == {p for p, r in shipped.items() if isinstance(r, np.ndarray)}
     assert report.failures == {p: r for p, r in shipped.items() if isinstance(r, str)}
     summary = report.summary()
-    # two shipped files are byte-identical and share one PNG, so "converted" vs "reused" depends on timing
+    # two shipped files are byte-identical and share one entry, so "converted" vs "reused" depends on timing
     assert summary.startswith(f"{len(report.images)} cached (")
     assert summary.splitlines()[0].endswith(f"{len(report.failures)} failed")
     for name in KNOWN_BROKEN:
@@ -247,9 +256,8 @@ def test_window_is_opt_in_and_spans_uint16(tmp_path):
 
 @pytest.mark.parametrize("syntax", [RLELossless, JPEG2000Lossless, JPEGLSLossless], ids=lambda s: s.name)
 def test_compressed_file_decodes_like_the_uncompressed_one(tmp_path, syntax):
-    encoder = get_encoder(syntax)
-    if not encoder.is_available:
-        pytest.skip(f"no {syntax.name} encoder installed: {'; '.join(encoder.missing_dependencies)}")
+    encoder = get_encoder(syntax)  # every one is a (dev) dependency: a missing encoder fails, never skips
+    assert encoder.is_available, f"no {syntax.name} encoder installed: {'; '.join(encoder.missing_dependencies)}"
     stored = gradient()
     plain = read_dicom(write_dicom(tmp_path / "plain.dcm", stored, photometric="MONOCHROME1"))
     path = write_dicom(tmp_path / "packed.dcm", stored, photometric="MONOCHROME1", syntax=syntax)
@@ -277,20 +285,48 @@ def test_dicom_uid_reads_the_header(tmp_path):
         dicom_uid(PYDICOM_DATA / "test_files/README.txt")
 
 
+def test_a_file_without_file_meta_is_read_as_implicit_little_endian_and_noted(tmp_path):
+    """No preamble, no file meta, no Transfer Syntax UID: what some converters and old archives write."""
+    path = write_dicom(tmp_path / "meta.dcm", gradient())
+    ds = dcmread(path)
+    del ds.file_meta
+    ds.preamble = None
+    ds.save_as(tmp_path / "bare.dcm", implicit_vr=True, little_endian=True, enforce_file_format=False)
+    bare = tmp_path / "bare.dcm"
+    assert bare.read_bytes()[128:132] != b"DICM" and not dcmread(bare, force=True).file_meta.get("TransferSyntaxUID")
+    decoded = decode_dicom(bare)
+    np.testing.assert_array_equal(decoded.image, read_dicom(path))
+    assert decoded.note == "no Transfer Syntax UID in the file meta: read as Implicit VR Little Endian"
+    report = cache_dicoms([bare, path], tmp_path / "cache")
+    assert set(report.images) == {bare, path} and report.notes == {bare: decoded.note}
+    assert cache_dicoms([bare], tmp_path / "cache").notes == {bare: decoded.note}  # reused, still noted
+    assert report.counts() == {"cached": 2, "reused": 0, "failed": 0, "noted": 1}
+
+
+def test_a_file_without_file_meta_and_compressed_pixels_says_why(tmp_path):
+    path = write_dicom(tmp_path / "rle.dcm", gradient(), syntax=RLELossless)
+    ds = dcmread(path)
+    del ds.file_meta
+    ds.preamble = None
+    ds.save_as(tmp_path / "bare.dcm", implicit_vr=False, little_endian=True, enforce_file_format=False)
+    with pytest.raises(DicomReadError, match="compressed pixel data, but no Transfer Syntax UID"):
+        read_dicom(tmp_path / "bare.dcm")
+
+
 def test_read_error_is_a_picklable_data_error(tmp_path):
     error = DicomReadError(tmp_path / "x.dcm", "broken")
     assert isinstance(error, DataError)
     assert str(pickle.loads(pickle.dumps(error))) == f"{tmp_path / 'x.dcm'}: broken"
 
 
-# --- the PNG cache -------------------------------------------------------------------------------------
+# --- the image cache on DICOMs ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("bits_stored", [12, 16])
 def test_cache_round_trips_uint16_exactly(tmp_path, bits_stored):
     stored = gradient(256, 320, top=2**bits_stored - 1)  # 16 bits: every uint16 value, 0 and 65535 included
     source = write_dicom(tmp_path / "g.dcm", stored, bits_stored=bits_stored)
-    report = cache_dicoms([source], tmp_path / "cache", max_size=320, workers=0)
+    report = cache_dicoms([source], tmp_path / "cache", CacheSpec((256, 256), channels=1))  # no need to shrink
     cached = load_cached(report.images[source])
     assert cached.dtype == np.uint16
     np.testing.assert_array_equal(cached, read_dicom(source))
@@ -298,46 +334,63 @@ def test_cache_round_trips_uint16_exactly(tmp_path, bits_stored):
 
 def test_cache_reuses_unchanged_and_reconverts_changed_files(tmp_path):
     source = write_dicom(tmp_path / "s.dcm", gradient())
-    first = cache_dicoms([source], tmp_path / "cache", workers=0)
-    png = first.images[source]
-    mtime = png.stat().st_mtime_ns
+    first = cache_dicoms([source], tmp_path / "cache")
+    entry = first.images[source]
+    mtime = entry.stat().st_mtime_ns
     assert not first.reused
 
-    again = cache_dicoms([source], tmp_path / "cache", workers=0)
-    assert again.reused == {source} and again.images[source] == png
-    assert png.stat().st_mtime_ns == mtime
+    again = cache_dicoms([source], tmp_path / "cache")
+    assert again.reused == {source} and again.images[source] == entry
+    assert entry.stat().st_mtime_ns == mtime
     assert "0 converted, 1 reused" in again.summary()
 
     write_dicom(source, gradient()[::-1])  # same name, new content
-    changed = cache_dicoms([source], tmp_path / "cache", workers=0)
-    assert not changed.reused and changed.images[source] != png
+    changed = cache_dicoms([source], tmp_path / "cache")
+    assert not changed.reused and changed.images[source] != entry
     np.testing.assert_array_equal(load_cached(changed.images[source]), read_dicom(source))
 
-    resized = cache_dicoms([source], tmp_path / "cache", max_size=40, workers=0)
+    resized = cache_dicoms([source], tmp_path / "cache", CacheSpec((32, 32), channels=1))
     assert not resized.reused and resized.images[source] != changed.images[source]
+    assert CacheSpec.of_entry(resized.images[source]) == CacheSpec((32, 32), channels=1)
 
 
-def test_cache_respects_max_size_and_aspect(tmp_path):
+def test_cache_shrinks_to_cover_the_size_keeping_aspect(tmp_path):
     grey = write_dicom(tmp_path / "g.dcm", gradient(64, 80))
     colour = PYDICOM_DATA / "test_files/examples_rgb_color.dcm"  # 240 x 320
-    report = cache_dicoms([grey, colour], tmp_path / "cache", max_size=40, workers=0)
-    small_grey, small_colour = load_cached(report.images[grey]), load_cached(report.images[colour])
-    assert small_grey.shape == (32, 40) and small_grey.dtype == np.uint16
+    small_grey = load_cached(cache_dicoms([grey], tmp_path / "cache", CacheSpec((30, 30), 1)).images[grey])
+    assert small_grey.shape == (30, 38) and small_grey.dtype == np.uint16  # the shorter side just covers 30
     assert len(np.unique(small_grey)) > 256  # resampled in float, not through 8 bits
     assert small_grey[0, 0] < small_grey[-1, -1]
+    small_colour = load_cached(cache_dicoms([colour], tmp_path / "cache", CacheSpec((30, 30), 3)).images[colour])
     assert small_colour.shape == (30, 40, 3) and small_colour.dtype == np.uint8
+    as_grey = load_cached(cache_dicoms([colour], tmp_path / "cache", CacheSpec((30, 30), 1)).images[colour])
+    assert as_grey.shape == (30, 40) and as_grey.dtype == np.uint16  # colour in a grey competition: its luma
+    assert np.abs(as_grey / 257 - small_colour @ [0.299, 0.587, 0.114]).mean() < 0.5  # (Lanczos ringing clips)
 
 
-def test_cache_keeps_all_frames(tmp_path):
+def test_cache_tiles_all_frames_into_one_image(tmp_path):
     source = PYDICOM_DATA / "test_files/SC_rgb_rle_2frame.dcm"
-    report = cache_dicoms([source], tmp_path, frames="all", workers=0)
-    np.testing.assert_array_equal(load_cached(report.images[source]), read_dicom(source, frames="all"))
+    frames = read_dicom(source, frames="all")
+    assert frames.shape[0] == 2
+    report = cache_dicoms([source], tmp_path, CacheSpec(channels=3, frames="all"))
+    tiled = load_cached(report.images[source])
+    np.testing.assert_array_equal(tiled, np.concatenate(list(frames), axis=1))  # two frames side by side
+    first = load_cached(cache_dicoms([source], tmp_path, CacheSpec(channels=3)).images[source])
+    np.testing.assert_array_equal(first, frames[0])
+
+
+def test_mosaic_is_a_near_square_grid_with_black_cells():
+    frames = np.arange(5 * 2 * 3, dtype=np.uint16).reshape(5, 2, 3) + 1
+    grid = mosaic(frames)
+    assert grid.shape == (2 * 2, 3 * 3)  # 5 frames: 3 columns, 2 rows
+    np.testing.assert_array_equal(grid[2:4, 3:6], frames[4])
+    assert (grid[2:4, 6:9] == 0).all()
 
 
 def test_cache_report_names_each_failure(tmp_path):
     good = write_dicom(tmp_path / "good.dcm", gradient())
     bad = PYDICOM_DATA / "test_files/MR_truncated.dcm"
-    report = cache_dicoms([good, bad], tmp_path / "cache", workers=0)
+    report = cache_dicoms([good, bad], tmp_path / "cache")
     assert set(report.images) == {good} and good not in report.reused
     assert "less than expected" in report.failures[bad]
     assert f"  {bad}: " in report.summary()
@@ -375,7 +428,7 @@ def test_real_chest_xray(real_xray, tmp_path):
     assert band(0.5) > band(0.25) and band(0.5) > band(0.75)
     assert dicom_uid(real_xray) == real_xray.stem  # the file is named after its SOPInstanceUID
 
-    report = cache_dicoms([real_xray], tmp_path, max_size=256, workers=0)
+    report = cache_dicoms([real_xray], tmp_path, CacheSpec((256, 256), channels=1))
     cached = load_cached(report.images[real_xray])
     assert cached.shape == (256, 256) and cached.dtype == np.uint16
     assert len(np.unique(cached)) > 256  # downscaled in float: averaged pixels add levels, none are lost

@@ -7,6 +7,7 @@ import json
 import math
 import re
 import time
+import warnings
 from pathlib import Path
 
 import kagglekit.competitions.dogs as dogs_module
@@ -171,6 +172,29 @@ def _dogs_probs(ids: list[str], vocab: list[str], rng: np.random.Generator) -> P
     logits = rng.normal(0, 2, (len(ids), len(vocab)))
     probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     return Probabilities(ids, {"breed": probs.astype(np.float32)}, {"breed": vocab})
+
+
+@pytest.mark.parametrize("renamed", ["test-jpg-v2", "test_jpg_v3"])
+def test_planet_test_folder_variants(planet, planet_sample, tmp_path, renamed):
+    """Kaggle's notebook input and public copies name the first test folder test-jpg-v2/: it is found. An unknown
+    name is an error that names the folders searched and the folder the files are in."""
+    import shutil
+
+    from kagglekit.errors import DataError
+
+    data = tmp_path / "planet"
+    shutil.copytree(planet_sample.data_dir, data)
+    (data / "test-jpg").rename(data / renamed)
+    if renamed == "test-jpg-v2":
+        items = load_items(planet, data)
+        assert items.test["path"].str.contains("/test-jpg-v2/test_").sum() == len(list((data / renamed).iterdir()))
+        return
+    with pytest.raises(DataError) as error:
+        load_items(planet, data)
+    message = str(error.value)
+    assert "Searched test-jpg/, test-jpg-additional/, test-jpg-v2/" in message
+    assert "(test-jpg/, test-jpg-v2/ missing); similarly named: test_jpg_v3/" in message
+    assert f"({len(list((data / renamed).iterdir()))} in test_jpg_v3/)" in message
 
 
 def test_dogs_submission_follows_the_sample_submission(dogs, dogs_sample):
@@ -370,12 +394,7 @@ def _negative(frame: pd.DataFrame, row: int) -> pd.DataFrame:
 DOGS_BREAKAGES = {
     "missing breed column": (lambda f: f.drop(columns="pug"), r"missing column\(s\): pug in the header \(line 1\)"),
     "extra breed column": (lambda f: f.assign(dingo="0"), r"unexpected column\(s\): dingo in the header \(line 1\)"),
-    "columns out of order": (
-        lambda f: f[["id", "beagle", "bluetick", "black-and-tan_coonhound", *f.columns[4:]]],
-        r"columns out of order: column 3 is 'bluetick'.*'black-and-tan_coonhound'.*line 1",
-    ),
-    "row not summing to 1": (lambda f: _scale_row(f, 2, 1.1), r"do not sum to 1 .*at line 4 \(id \w+\).*sums to 1\.1"),
-    "negative probability": (lambda f: _negative(f, 3), r"probability outside \[0, 1\] at line 5 \(id \w+\)"),
+    "non-numeric probability": (lambda f: _perturb(f, 2, "pug", "0.1x"), r"non-numeric probability at line 4 \(id \w+\)"),
     "NaN probability": (lambda f: _perturb(f, 4, "pug", "NaN"), r"empty or NaN 'pug' at line 6 \(id \w+\)"),
     "empty probability": (lambda f: _perturb(f, 4, "pug", ""), r"empty or NaN 'pug' at line 6 \(id \w+\)"),
     "duplicate id": (lambda f: _perturb(f, 7, "id", f["id"].iloc[1]), r"duplicate id\(s\) at line 9 \(id \w+\)"),
@@ -383,6 +402,17 @@ DOGS_BREAKAGES = {
         lambda f: f.drop(index=5),
         r"1 id\(s\) of the sample submission are missing, e.g. \w+ \(sample submission line 7\)",
     ),
+}  # fmt: skip
+
+# Kaggle's multi-class log loss clips each value to [1e-15, 1 - 1e-15] and divides each row by its sum, and matches
+# columns by name: files like these are scored, so the check warns (with the line) and does not refuse them.
+DOGS_TOLERATED = {
+    "columns out of order": (
+        lambda f: f[["id", "beagle", "bluetick", "black-and-tan_coonhound", *f.columns[4:]]],
+        r"columns out of order: column 3 is 'bluetick'.*'black-and-tan_coonhound'.*line 1",
+    ),
+    "row not summing to 1": (lambda f: _scale_row(f, 2, 1.1), r"do not sum to 1 .*at line 4 \(id \w+\).*sums to 1\.1"),
+    "negative probability": (lambda f: _negative(f, 3), r"probability outside \[0, 1\] at line 5 \(id \w+\)"),
 }  # fmt: skip
 
 
@@ -410,11 +440,41 @@ def test_dogs_check_names_each_problem_and_its_line(dogs, dogs_sample, dogs_vali
     assert any(re.search(message, e) for e in report.errors), report.errors
 
 
+@pytest.mark.parametrize("quirk", DOGS_TOLERATED)
+def test_dogs_check_warns_about_what_the_grader_scores_anyway(dogs, dogs_sample, dogs_valid, tmp_path, quirk):
+    change, message = DOGS_TOLERATED[quirk]
+    change(dogs_valid).to_csv(tmp_path / "odd.csv", index=False)
+    report = check_submission(tmp_path / "odd.csv", dogs, dogs_sample.data_dir / "sample_submission.csv")
+    assert report.ok, report.errors
+    assert any(re.search(message, w) for w in report.warnings), report.warnings
+
+
+def test_a_file_printed_with_four_decimals_passes_and_scores_like_the_exact_one(
+    dogs, dogs_sample, dogs_valid, tmp_path
+):
+    """Rows of a 4-decimal file sum to 0.9999-1.0002; the grader rescales them, so the check says nothing."""
+    breeds = [c for c in dogs_valid.columns if c != "id"]
+    rounded = dogs_valid.astype({b: float for b in breeds}).round(4)
+    assert not np.allclose(rounded[breeds].sum(axis=1), 1, rtol=0, atol=1e-6)
+    rounded.to_csv(tmp_path / "rounded.csv", index=False, float_format="%.4f")
+    report = check_submission(tmp_path / "rounded.csv", dogs, dogs_sample.data_dir / "sample_submission.csv")
+    assert report.ok and report.warnings == [], report.errors + report.warnings
+    truth = pd.DataFrame({"id": dogs_valid["id"], "breed": np.asarray(breeds)[np.arange(len(dogs_valid)) % 10]})
+    exact = score_submission(dogs_valid.astype({b: float for b in breeds}), truth, dogs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scikit-learn warns about rows not summing to 1 unless they are rescaled first
+        assert score_submission(_read(tmp_path / "rounded.csv"), truth, dogs) == pytest.approx(exact, rel=1e-3)
+
+
+def test_log_loss_rescales_rows_and_clips_as_the_grader_does():
+    from kagglekit.submission.metrics import log_loss
+
+    exact = pd.DataFrame({"a": [0.8, 0.25], "b": [0.2, 0.75]})
+    assert log_loss(["a", "b"], exact / 2) == pytest.approx(log_loss(["a", "b"], exact))  # rows summing to 0.5
+    assert log_loss(["a", "b"], pd.DataFrame({"a": [1.5, -0.5], "b": [0.0, 1.0]})) == pytest.approx(0, abs=1e-12)
+
+
 PLANET_BREAKAGES = {
-    "unknown tag": (
-        lambda f: _perturb(f, 2, "tags", "clear jungle primary"),
-        r"outside the 17 known classes \(jungle\) at line 4 \(id test_2\)",
-    ),
     "empty tags cell": (lambda f: _perturb(f, 3, "tags", ""), r"empty or NaN 'tags' at line 5 \(id test_3\)"),
     "duplicate id": (lambda f: _perturb(f, 4, "image_name", "test_0"), r"duplicate id\(s\) at line 6 \(id test_0\)"),
     "missing id": (
@@ -424,14 +484,33 @@ PLANET_BREAKAGES = {
 }  # fmt: skip
 
 
+def _planet_valid(planet_sample) -> pd.DataFrame:
+    sample = _read(planet_sample.data_dir / "sample_submission_v2.csv")
+    return sample.assign(tags=["clear primary", "haze primary", "cloudy"] * (len(sample) // 3) + ["clear"] * (
+        len(sample) % 3))  # fmt: skip
+
+
 @pytest.mark.parametrize("breakage", PLANET_BREAKAGES)
 def test_planet_check_names_each_problem_and_its_line(planet, planet_sample, tmp_path, breakage):
     sample = _read(planet_sample.data_dir / "sample_submission_v2.csv")
-    valid = sample.assign(tags="clear primary")
+    valid = _planet_valid(planet_sample)
     valid.to_csv(tmp_path / "good.csv", index=False)
-    assert check_submission(tmp_path / "good.csv", planet, sample).ok
+    good = check_submission(tmp_path / "good.csv", planet, sample)
+    assert good.ok and good.warnings == [], good.warnings
     change, message = PLANET_BREAKAGES[breakage]
     change(valid).to_csv(tmp_path / "bad.csv", index=False)
     report = check_submission(tmp_path / "bad.csv", planet, sample)
     assert not report.ok
     assert any(re.search(message, e) for e in report.errors), report.errors
+
+
+def test_planet_unknown_tags_and_one_tag_set_for_every_image_are_warnings(planet, planet_sample, tmp_path):
+    sample = _read(planet_sample.data_dir / "sample_submission_v2.csv")
+    _perturb(_planet_valid(planet_sample), 2, "tags", "clear jungle primary").to_csv(tmp_path / "a.csv", index=False)
+    report = check_submission(tmp_path / "a.csv", planet, sample)
+    assert report.ok and any(re.search(r"outside the 17 known classes \(jungle\) at line 4 \(id test_2\)", w)
+                             for w in report.warnings), report.warnings  # fmt: skip
+    sample.assign(tags="clear primary").to_csv(tmp_path / "same.csv", index=False)
+    report = check_submission(tmp_path / "same.csv", planet, sample)
+    assert report.ok and any(f"every one of the {len(sample)} rows predicts the same tag set (clear primary)" in w
+                             for w in report.warnings), report.warnings  # fmt: skip

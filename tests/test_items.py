@@ -1,7 +1,9 @@
 """Finding the data and building the item table from the real Paddy Doctor layout."""
 
+import logging
 import shutil
 from collections import Counter
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -85,7 +87,7 @@ def test_missing_training_images_are_skipped_and_reported_missing_test_images_ar
     items = load_items(paddy, data)
     assert items.skipped[["id", "reason", "line"]].values.tolist() == [[first["image_id"], "image file missing", 2]]
     (data / "test_images" / "200002.jpg").unlink()
-    with pytest.raises(DataError, match=r"1 test image\(s\).*line 3 \(200002.jpg\)"):
+    with pytest.raises(DataError, match=r"1 of the 24 test image\(s\).*line 3 \(200002.jpg\)"):
         load_items(paddy, data)
 
 
@@ -124,3 +126,84 @@ def test_real_paddy_photos_load_through_the_pipeline(paddy, tmp_path):
     assert tuple(x.shape) == (1, 3, 64, 48)  # ...and are resized to one shape
     batch = dls.valid.one_batch()[0]
     assert tuple(batch.shape) == (1, 3, 64, 48)
+
+
+def _copy(sample_dir, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(sample_dir, data)
+    return data, pd.read_csv(data / "train.csv", dtype=str, keep_default_na=False)
+
+
+def test_whitespace_around_values_is_stripped_for_the_label_and_the_image_path(paddy, paddy_sample, tmp_path):
+    data, table = _copy(paddy_sample.data_dir, tmp_path)
+    table.loc[0, "label"] = f"  {table.loc[0, 'label']} "  # the folder is train_images/<label>/, unpadded
+    table.loc[1, "image_id"] = f"{table.loc[1, 'image_id']}\t"
+    table.rename(columns={"variety": " variety "}).to_csv(data / "train.csv", index=False)
+    items = load_items(paddy, data)
+    assert len(items.skipped) == 0 and len(items.train) == len(table)
+    assert items.train["label"].iloc[0] == table.loc[0, "label"].strip()
+    assert items.train["id"].iloc[1] == table.loc[1, "image_id"].strip()
+    assert items.train["path"].map(lambda p: Path(p).is_file()).all()
+
+
+def test_an_unknown_label_skips_its_row_and_names_it(paddy, paddy_sample, tmp_path, caplog):
+    data, table = _copy(paddy_sample.data_dir, tmp_path)
+    table.loc[3, "label"] = "Blast"  # a typo: not one of paddy's 10 classes
+    table.to_csv(data / "train.csv", index=False)
+    with caplog.at_level(logging.WARNING):
+        items = load_items(paddy, data)
+    assert items.skipped[["id", "reason", "line"]].values.tolist() == [
+        [table.loc[3, "image_id"], "unknown label: Blast", 5]
+    ]
+    assert "Skipping 1 of" in caplog.text and "line 5" in caplog.text and table.loc[3, "image_id"] in caplog.text
+    assert "Blast" not in vocabularies(paddy, items)["label"]
+    items.train.loc[0, "label"] = "Blast"  # a table that bypassed load_items: the error names the id
+    with pytest.raises(
+        DataError, match=rf"outside the competition's 10 classes, first 'Blast' \(id {items.train['id'][0]}\)"
+    ):
+        vocabularies(paddy, items)
+
+
+@pytest.mark.parametrize("file", ["train.csv", "sample_submission.csv"])
+def test_a_table_with_a_header_and_no_rows_is_a_data_error(paddy, paddy_sample, tmp_path, file):
+    data, _ = _copy(paddy_sample.data_dir, tmp_path)
+    header = (data / file).read_text().splitlines()[0]
+    (data / file).write_text(header + "\n")
+    with pytest.raises(DataError, match=rf"{file}: a header but no .*Download it again"):
+        load_items(paddy, data)
+    (data / file).write_text("")
+    with pytest.raises(DataError, match=rf"{file}: the file is empty"):
+        load_items(paddy, data)
+
+
+def test_missing_images_say_where_they_were_looked_for_and_where_they_are(paddy, paddy_sample, tmp_path):
+    data, _ = _copy(paddy_sample.data_dir, tmp_path)
+    (data / "test_images").rename(data / "test-images")
+    with pytest.raises(DataError) as error:
+        load_items(paddy, data)
+    message = str(error.value)
+    assert "24 of the 24 test image(s)" in message and "Searched test_images/" in message
+    assert "(test_images/ missing); similarly named: test-images/" in message
+    assert "files of those names are elsewhere (24 in test-images/)" in message
+    (data / "test-images").rename(data / "test_images")
+    (data / "train_images").rename(data / "extracted")
+    (data / "nested").mkdir()
+    (data / "extracted").rename(data / "nested" / "train_images")
+    with pytest.raises(DataError, match=r"None of the \d+ rows .* is usable: \d+ image file missing") as error:
+        load_items(paddy, data)
+    assert "(train_images/ missing); similarly named: nested/train_images/" in str(error.value)
+
+
+def test_data_that_is_a_file_or_holds_several_competition_folders_is_refused(paddy, paddy_sample, tmp_path, caplog):
+    with pytest.raises(DataError, match=r"--data .*train.csv is a file; point --data at the folder holding"):
+        locate_data(paddy, paddy_sample.data_dir / "train.csv")
+    root = tmp_path / "downloads"
+    shutil.copytree(paddy_sample.data_dir, root / "paddy-disease-classification")
+    with caplog.at_level(logging.INFO):
+        assert locate_data(paddy, root) == root / "paddy-disease-classification"
+    assert f"Using the paddy data in {root / 'paddy-disease-classification'}" in caplog.text
+    shutil.copytree(paddy_sample.data_dir, root / "older" / "paddy-copy")
+    with pytest.raises(DataError, match=r"holds 2 folders with paddy's files \(.*older/paddy-copy.*\); give the one"):
+        locate_data(paddy, root)
+    shutil.copytree(paddy_sample.data_dir, root / "paddy-disease-classification" / "backup")  # a copy inside one
+    assert locate_data(paddy, root / "paddy-disease-classification") == root / "paddy-disease-classification"

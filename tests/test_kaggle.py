@@ -418,7 +418,7 @@ def test_submit_refuses_a_file_that_fails_the_checks(kaggle: KaggleStandIn, tmp_
 
 
 def test_submit_force_sends_an_invalid_file(kaggle: KaggleStandIn, tmp_path: Path, cli: typer.Typer) -> None:
-    file = _submission_file(tmp_path, INVALID)
+    file = _submission_file(tmp_path, "image_id,label\n200001.jpg,\n")  # an empty label: the grader refuses it
     result = CliRunner().invoke(cli, ["submit", str(file), "-m", "anyway", "--force", "--poll-interval", "0"])
     assert result.exit_code == 0, result.output
     assert "submitted although the checks below failed (--force)" in result.output

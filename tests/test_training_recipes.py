@@ -10,11 +10,13 @@ import timm
 import torch
 from fastai.data.transforms import Normalize
 from safetensors.torch import save_file
+from spies import Watch
 
 from kagglekit.data import load_items, vocabularies
 from kagglekit.data.splits import make_splits
 from kagglekit.ensemble import Probabilities, item_losses, mean_probabilities
 from kagglekit.pipeline.job import run
+from kagglekit.predict.tta import predict_member
 from kagglekit.recipe import Member, RecipeError
 from kagglekit.train import create_learner, make_dataloaders, make_heads, sampling_weights, train_member, weights_file
 from kagglekit.train.learner import apply_precision
@@ -49,9 +51,13 @@ def test_progressive_resizing_trains_at_each_size_and_ends_at_the_last(paddy, it
     member = Member(name="m", arch="resnet10t", batch_size=16, lr=5e-3,
                     stages=({"size": 32, "epochs": 1}, {"size": [48, 40], "epochs": 1, "resize": "crop"}))  # fmt: skip
     splits = make_splits(items.train["id"], seed=0)
+    watch = Watch()
     learn = train_member(
-        member, paddy, items.train, splits["is_valid"], vocabularies(paddy, items), tmp_path, num_workers=0
-    )
+        member, paddy, items.train, splits["is_valid"], vocabularies(paddy, items), tmp_path, num_workers=0,
+        cbs=[watch],
+    )  # fmt: skip
+    trained_at = {key: {shape[2:] for shape in shapes} for key, shapes in watch.shapes.items()}
+    assert trained_at == {(0, 0): {(32, 32)}, (1, 0): {(48, 40)}, (2, 0): {(48, 40)}}  # stage 1, head re-fit, stage 2
     assert tuple(learn.dls.one_batch()[0].shape[2:]) == (48, 40)
     saved = json.loads((tmp_path / "member.json").read_text())
     assert saved["size"] == [48, 40] and saved["resize"] == "crop"
@@ -111,7 +117,14 @@ def test_ensemble_of_members_with_disjoint_validation_rows_has_no_rows():
 
 
 @pytest.mark.slow
-def test_kfold_and_split_seed_members_are_scored_honestly(paddy, paddy_sample, tmp_path):
+def test_kfold_and_split_seed_members_are_scored_honestly(paddy, paddy_sample, tmp_path, monkeypatch):
+    learners = {}  # part folder -> the learner trained there
+
+    def keep_learner(member, competition, train, is_valid, vocab, out_dir, *args, **kwargs):
+        learners[out_dir.name] = train_member(member, competition, train, is_valid, vocab, out_dir, *args, **kwargs)
+        return learners[out_dir.name]
+
+    monkeypatch.setattr("kagglekit.train.member.train_member", keep_learner)
     recipe = tmp_path / "folds.toml"
     recipe.write_text(
         "valid_pct = 0.3\nseed = 3\ntta = 0\n[defaults]\nsize = 32\nepochs = 1\nbatch_size = 16\n"
@@ -130,7 +143,19 @@ def test_kfold_and_split_seed_members_are_scored_honestly(paddy, paddy_sample, t
     assert (member_dir / "folds" / "fold0" / "model.safetensors").is_file()
     assert (member_dir / "folds" / "fold1" / "model.safetensors").is_file()
     oof = Probabilities.load(member_dir / "folds", "valid")
-    assert sorted(oof.ids) == sorted(pd.read_csv(result.folder / "folds-k2-seed3.csv", dtype=str)["id"])
+    folds = pd.read_csv(result.folder / "folds-k2-seed3.csv", dtype={"id": str})
+    assert sorted(oof.ids) == sorted(folds["id"])
+    for k in (0, 1):  # fold k's model: trained on the other fold only, validated on fold k, which it predicted
+        learn, other = learners[f"fold{k}"], learners[f"fold{1 - k}"]
+        trained_on, validated_on = set(learn.dls.train.items["id"]), set(learn.dls.valid.items["id"])
+        assert validated_on == set(folds.loc[folds["fold"] == k, "id"])
+        assert not trained_on & validated_on and trained_on <= set(folds.loc[folds["fold"] != k, "id"])
+        rows = learn.dls.valid.items  # as prepared for training (cache entries), in the loader's order
+        mine, theirs = (predict_member(m, rows, 0).tasks["label"] for m in (learn, other))
+        position = {i: n for n, i in enumerate(oof.ids)}
+        out_of_fold = oof.tasks["label"][[position[i] for i in rows["id"]]]
+        np.testing.assert_allclose(out_of_fold, mine, rtol=1e-4, atol=1e-6)
+        assert not np.allclose(out_of_fold, theirs, atol=1e-3), "predicted by the model that trained on the rows"
     assert (member_dir / "own-split" / "valid_variety.csv.gz").is_file()
     assert not list(result.folder.rglob("checkpoint.*")), "checkpoints are removed once predictions are saved"
     assert result.check.ok

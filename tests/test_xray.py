@@ -13,12 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from pydicom import dcmread
-from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit
+from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
 from sklearn.metrics import f1_score
 
 from kagglekit import get_competition, list_competitions, load_items, load_recipe, vocabularies, write_sample
 from kagglekit.competition import DicomIndex
-from kagglekit.data.dicom import load_cached, read_dicom
+from kagglekit.data.cache import load_cached
+from kagglekit.data.dicom import read_dicom
 from kagglekit.data.images import prepare_images
 from kagglekit.samples import SampleData
 from kagglekit.submission.checks import check_submission
@@ -186,6 +187,44 @@ def test_load_items_finds_files_by_their_header_even_when_renamed(xray, xray_sam
     assert vocabularies(xray, items)["Target"] == CLASSES
 
 
+def _rewrite_uid(path: Path, uid: str) -> None:
+    """What a converter that rewrites UIDs does: the header gets a new SOPInstanceUID, the file keeps its name."""
+    ds = dcmread(path)
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid
+    ds.save_as(path)
+
+
+def test_ids_match_the_uid_in_the_header_or_in_the_file_name(xray, xray_sample, tmp_path, caplog):
+    data = tmp_path / "data"
+    shutil.copytree(xray_sample.data_dir, data)
+    train, test = _dicoms(data / "train"), _dicoms(data / "test")
+    for path in (train[0], test[0]):  # named <SOPInstanceUID>-c.dcm, its header now says otherwise
+        _rewrite_uid(path, generate_uid())
+    with caplog.at_level(logging.WARNING):
+        items = load_items(xray, data)
+    assert len(items.skipped) == 0 and len(items.train) == 40 and len(items.test) == 12
+    by_id = dict(zip(items.train["id"], items.train["path"], strict=True)) | dict(
+        zip(items.test["id"], items.test["path"], strict=True))  # fmt: skip
+    assert by_id[train[0].name.removesuffix("-c.dcm")] == str(train[0])
+    assert by_id[test[0].name.removesuffix("-c.dcm")] == str(test[0])
+    assert caplog.text.count("1 DICOM file name(s) disagree with their SOPInstanceUID (ids are matched by either)") == 2
+
+
+def test_a_header_and_a_file_name_that_name_an_id_for_two_files_is_reported(xray, xray_sample, tmp_path, caplog):
+    data = tmp_path / "data"
+    shutil.copytree(xray_sample.data_dir, data)
+    first, second = _dicoms(data / "test")[:2]
+    wanted = first.name.removesuffix("-c.dcm")
+    _rewrite_uid(first, generate_uid())
+    _rewrite_uid(second, wanted)  # the header of another file now names the first file's id
+    with caplog.at_level(logging.WARNING):
+        items = load_items(xray, data)
+    paths = items.test.set_index("id")["path"]
+    assert paths[wanted] == str(second), "the header wins over the file name"
+    assert f"{wanted} is in the header of {second.name} and names {first.name} (using {second.name})" in caplog.text
+    assert f"{second.name} is matched by both" in caplog.text  # its own name's id claims it too
+
+
 def test_siim_items_are_keyed_by_path(siim, siim_sample):
     items = load_items(siim, siim_sample.data_dir)
     assert len(items.skipped) == 0
@@ -218,9 +257,9 @@ def test_check_names_the_lines_with_an_unknown_class_or_an_empty_target(xray, xr
     frame.loc[0, "Target"], frame.loc[2, "Target"] = "3 22", ""
     bad = tmp_path / "bad.csv"
     frame.to_csv(bad, index=False)
-    errors = check_submission(bad, xray, sample_path).errors
-    assert any("outside the 22 known classes (22) at line 2" in e for e in errors), errors
-    assert any("empty or NaN 'Target' at line 4" in e for e in errors), errors
+    report = check_submission(bad, xray, sample_path)
+    assert any("outside the 22 known classes (22) at line 2" in w for w in report.warnings), report.warnings
+    assert any("empty or NaN 'Target' at line 4" in e for e in report.errors), report.errors
 
 
 # --- end to end with corrupt files ------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Annotated
 
 import typer
@@ -19,6 +20,17 @@ app = typer.Typer(
 )
 
 
+# Deprecation notices raised inside the libraries kagglekit drives are for kagglekit's developers (`make test` shows
+# them), not for its users: every command once printed torch's `torch.jit.script is deprecated`.
+LIBRARIES = r"(torch|torchvision|fastai|fastcore|fasttransform|timm|pandas|sklearn|accelerate|pydicom|PIL)(\.|$)"
+
+
+def quiet_library_warnings() -> None:
+    """Hide DeprecationWarning, PendingDeprecationWarning and FutureWarning raised inside those libraries."""
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category, module=LIBRARIES)
+
+
 class _PlainFormatter(logging.Formatter):
     """For pipes and logs: the message alone, warnings and errors marked, nothing padded."""
 
@@ -30,6 +42,7 @@ class _PlainFormatter(logging.Formatter):
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show debug logging.")] = False) -> None:
     fit_output()
+    quiet_library_warnings()
     if console.is_terminal:
         handler: logging.Handler = RichHandler(console=console, show_path=False, show_time=False)
     else:
@@ -38,6 +51,7 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show deb
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True)
     for noisy in ("PIL", "fsspec", "matplotlib", "h5py", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("pydicom").setLevel(logging.ERROR)  # per-file header complaints: the cache reports bad files
 
 
 app.command("list")(local.list_command)

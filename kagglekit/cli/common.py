@@ -27,6 +27,20 @@ def fit_output() -> None:
     console.width = None if console.is_terminal or "COLUMNS" in os.environ else PIPE_WIDTH
 
 
+def print_table(table: Table) -> None:
+    """A table at the console's width; in a pipe or a log as wide as its longest row needs, so no name is ever cut or
+    folded over two lines (one greppable line per row)."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    width = console.width
+    console.width = max(width, console.measure(table, options=console.options.update_width(10**6)).maximum)
+    try:
+        console.print(table)
+    finally:
+        console.width = width
+
+
 def fail(error: KagglekitError | str) -> NoReturn:
     """Print `error: <message>` on one line and exit with status 2."""
     console.print(f"[bold red]error:[/] {escape(str(error))}")
@@ -62,6 +76,9 @@ def print_check(report: CheckReport) -> None:
             agreement = "-" if c.agreement is None else f"{c.agreement:.1%}"
             shift = "-" if c.shift is None else f"{c.shift:.3f}"
             table.add_row(escape(c.prior.name), str(c.common), agreement, shift, changes)
-        console.print(table)
+        print_table(table)
+    for prior, reason in report.not_compared:
+        console.print(f"[dim]not compared with {escape(prior.name)}: {escape(reason)}[/]")
     if report.ok:
-        console.print(f"[green]✓[/] {escape(report.path.name)} passed the submission checks")
+        warned = f" with {len(report.warnings)} warning(s) above" if report.warnings else ""
+        console.print(f"[green]✓[/] {escape(report.path.name)} passed the submission checks{warned}")

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from kagglekit.cli.common import console, print_check
+from kagglekit.cli.common import console, print_check, print_table
 from kagglekit.defaults import DOWNLOADS
 from kagglekit.errors import KaggleError
 
@@ -116,4 +116,4 @@ def submissions(
         note = k.error_description if k.status == "error" and k.error_description else k.message
         table.add_row(escape(row.file.name), escape(run), k.status, k.public_score or "", k.private_score or "",
                       escape(note or ""))  # fmt: skip
-    console.print(table)
+    print_table(table)

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from kagglekit.cli.common import console, print_check
+from kagglekit.cli.common import console, print_check, print_table
 from kagglekit.errors import DataError
 from kagglekit.registry import get_competition, list_competitions
 
@@ -39,8 +39,10 @@ def sample(
     n_test: Annotated[int, typer.Option(help="Number of test images.")] = 150,
 ) -> None:
     """Write a small synthetic dataset in the competition's exact file layout (answers kept beside it)."""
+    from kagglekit.pipeline.preflight import check_writable
     from kagglekit.samples.writer import write_sample
 
+    check_writable(dest, "DEST")
     data = write_sample(get_competition(competition), dest, seed=seed, n_train=n_train, n_test=n_test)
     console.print(f"Competition files: {data.data_dir}\nHidden test answers: {data.answers}")
 
@@ -66,15 +68,17 @@ def run(
 ) -> None:
     """Train the recipe's ensemble, write a checked submission, and print member and ensemble scores.
 
-    Re-running the same command after an interruption resumes the unfinished run.
+    Re-running the same command after an interruption resumes the unfinished run; while that run is still going,
+    the same command is refused (--fresh starts a separate one).
     """
+    if sample and data:
+        raise DataError("Give either --sample or --data, not both.")
+    chosen = get_competition(competition)  # a mistake is reported before the pipeline's libraries load
     from kagglekit.pipeline.job import run as run_pipeline
     from kagglekit.train.distributed import is_main_process
 
-    if sample and data:
-        raise DataError("Give either --sample or --data, not both.")
-    result = run_pipeline(get_competition(competition), recipe, data=data, sample=sample, answers=answers,
-                          runs_dir=runs, submissions_dir=submissions, name=name, fresh=fresh)  # fmt: skip
+    result = run_pipeline(chosen, recipe, data=data, sample=sample, answers=answers, runs_dir=runs,
+                          submissions_dir=submissions, name=name, fresh=fresh)  # fmt: skip
     if not is_main_process():
         return  # the other ranks helped train; rank 0 reports
     _print_result(result)
@@ -92,12 +96,14 @@ def _print_result(result: RunResult) -> None:
         table.add_column(column, justify="right" if column in ("rows", "train s") else "left", overflow="fold")
     for m in result.members:
         tasks = ", ".join(f"{task} {score:.3f}" for task, score in m.task_scores.items())
+        if m.last_epoch_scores:  # averaged epochs: the last epoch's score beside the average's
+            tasks += " (last epoch " + ", ".join(f"{s:.3f}" for s in m.last_epoch_scores.values()) + ")"
         seconds = "reused" if m.reused else f"{m.train_seconds:.0f}"
         table.add_row(escape(m.name), m.arch, str(m.valid_rows), f"{m.valid_score:.4f}", tasks, seconds)
     score = "no honest score" if ens.score is None else f"[bold]{ens.score:.4f}[/]"
     how = f"weights {ens.weights} (tuned)" if ens.tuned_weights else "mean of probabilities"
     table.add_row("[bold]ensemble[/]", how, str(ens.rows), score, "", "")
-    console.print(table)
+    print_table(table)
     if ens.thresholds is not None:
         t = ens.thresholds
         console.print(
@@ -121,12 +127,12 @@ def check(
 ) -> None:
     """Validate a submission (columns, ids, rows, values) and compare it with earlier submissions.
 
-    Repeat --against for each earlier file.
+    Repeat --against for each earlier file; files made for other test images are listed, not compared.
     """
     from kagglekit.submission.checks import check_submission
 
     if not file.is_file():
-        raise DataError(f"{file}: no such file.")
+        raise DataError(f"{file}: {'a folder, not a submission file' if file.is_dir() else 'no such file'}.")
     report = check_submission(file, get_competition(competition), sample_submission, against=against or [])
     print_check(report)
     if not report.ok:

@@ -6,6 +6,8 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "Items": ".items", "load_items": ".items", "load_test_items": ".items", "vocabularies": ".items",
     "locate_data": ".locate",
     "load_splits": ".splits", "make_folds": ".splits", "make_splits": ".splits", "save_splits": ".splits",
-    "PreparedItems": ".images", "input_channels": ".images", "open_grey16": ".images", "prepare_images": ".images",
-    "cache_dicoms": ".dicom", "load_cached": ".dicom", "read_dicom": ".dicom",
+    "PreparedItems": ".images", "input_channels": ".images", "prepare_images": ".images", "recipe_cover": ".images",
+    "CacheReport": ".cache", "CacheSpec": ".cache", "cache_images": ".cache", "load_cached": ".cache",
+    "load_image": ".cache",
+    "read_dicom": ".dicom", "read_photo": ".photos",
 })  # fmt: skip

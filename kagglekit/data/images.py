@@ -1,8 +1,9 @@
-"""Getting images into the model: photos as they are, DICOMs through a full-depth 16-bit PNG cache.
+"""Getting a competition's images into the model: every file verified and decoded once into the image cache.
 
-DICOM decoding is slow and some files fail; decoding once into a cache keyed by file content makes every
-epoch and TTA pass read a small PNG, and turns each failure into a per-file reason before training starts.
-Grey images reach the model as one float channel with all 16 bits intact (never squashed through 8 bits).
+`prepare_images` sends the training and test images of an item table through `kagglekit.data.cache` (photos and
+DICOMs alike), points the table at the cache entries, and turns each unreadable file into a reason before any
+training starts: an unreadable training image is skipped (and listed with the skipped rows), an unreadable test
+image is returned for a fallback prediction (the submission still needs its id).
 """
 
 from __future__ import annotations
@@ -11,77 +12,85 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from PIL import Image
 
 from kagglekit.competition import Competition
+from kagglekit.data.cache import CacheSpec, cache_images
 from kagglekit.data.items import Items
+from kagglekit.data.pixels import Size
 from kagglekit.errors import DataError
+from kagglekit.recipe import Recipe
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_SIZE = 512
+DEFAULT_COVER = (512, 512)
+"""What the cache keeps when no recipe says: every image shrunk only until a 512 x 512 model could still use it."""
 
 
 @dataclass
 class PreparedItems:
-    """Items whose `path` points at something the data loaders can open, plus what could not be decoded."""
+    """Items whose `path` points at cache entries (`source`: the original file), what could not be decoded, and what
+    the cache did."""
 
     items: Items
     undecodable_test: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["id", "path", "reason"]))
+    cache: dict[str, int] = field(default_factory=dict)  # images cached now, reused, failed, decoded with a note
+
+
+def recipe_cover(recipe: Recipe) -> Size:
+    """The smallest size the cache must keep to serve every member: the largest height and width of any member's
+    stages (training and TTA use the same sizes). Entries keep their aspect ratio, so a `crop` member's random
+    crops keep the room along the longer side; zoomed crops (`min_scale`) are cut from the resized image, as
+    before caching, so they need nothing more."""
+    sizes = [stage.size for member in recipe.members for stage in member.stage_list]
+    return max(h for h, _ in sizes), max(w for _, w in sizes)
+
+
+def cache_spec(competition: Competition, cover: Size | None) -> CacheSpec:
+    """The cache settings of a competition's images at `cover`."""
+    return CacheSpec(cover, input_channels(competition), competition.dicom_frames)
 
 
 def prepare_images(
     competition: Competition,
     items: Items,
     cache_dir: Path,
-    max_size: int = DEFAULT_MAX_SIZE,
+    cover: Size | None = DEFAULT_COVER,
     workers: int | None = None,
 ) -> PreparedItems:
-    """Photos pass through; DICOMs are cached as PNG and the table points at the cache.
+    """Decode every training and test image into the cache at `cover` (see `recipe_cover`) and point the table at it.
 
-    An undecodable training file is skipped and reported (like a missing one). An undecodable test file
-    cannot be skipped — the submission needs its id — so it is returned in `undecodable_test` for a
-    fallback prediction.
+    An undecodable training file is skipped and reported (like a missing one). An undecodable test file cannot
+    be skipped, so it is returned in `undecodable_test` for a fallback prediction. Raises `DataError` when no
+    training image can be decoded.
     """
-    if competition.images == "photo":
-        return PreparedItems(items)
-    from kagglekit.data.dicom import cache_dicoms
-
     sources = [Path(p) for p in pd.concat([items.train["path"], items.test["path"]])]
-    report = cache_dicoms(sources, cache_dir, max_size=max_size, frames=competition.dicom_frames, workers=workers)
-    log.info(
-        "DICOM cache: %d converted or reused, %d undecodable (%s)", len(report.images), len(report.failures), cache_dir
-    )
+    report = cache_images(sources, cache_dir, cache_spec(competition, cover), competition.images, workers)
+    log.info("Image cache: %s (%s)", report.summary().splitlines()[0], cache_dir)
+    for source, note in list(report.notes.items())[:3]:
+        log.info("%s: %s", source, note)
+    if len(report.notes) > 3:
+        log.info("... and %d more images decoded with a note like these", len(report.notes) - 3)
 
     def cached(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         paths = frame["path"].map(lambda p: report.images.get(Path(p)))
         failed = frame[paths.isna()].assign(reason=lambda f: f["path"].map(lambda p: report.failures.get(Path(p), "")))
-        return frame[paths.notna()].assign(path=paths[paths.notna()].map(str)).reset_index(drop=True), failed
+        readable = frame[paths.notna()].assign(source=frame["path"], path=paths[paths.notna()].map(str))
+        return readable.reset_index(drop=True), failed
 
     train, failed_train = cached(items.train)
     test, failed_test = cached(items.test)
     if len(failed_train):
-        log.warning(
-            "Skipping %d undecodable training DICOM(s), e.g. %s", len(failed_train), failed_train["reason"].iloc[0]
-        )
+        first = failed_train.iloc[0]
+        log.warning("Skipping %d unreadable training image(s), e.g. %s: %s (listed in skipped_items.csv)",
+                    len(failed_train), first["path"], first["reason"])  # fmt: skip
     skipped = pd.concat([items.skipped, failed_train.assign(line=pd.NA)], ignore_index=True)
     if len(train) == 0 and len(items.train):  # a test-only table (prediction) has no training rows
-        raise DataError(f"None of the {len(items.train)} training DICOMs could be decoded: {report.summary()}")
+        raise DataError(f"None of the {len(items.train)} training images could be decoded: {report.summary()}")
     prepared = Items(items.data_dir, train, test, items.sample_submission, skipped)
-    return PreparedItems(prepared, failed_test[["id", "path", "reason"]].reset_index(drop=True))
-
-
-def open_grey16(path: str | Path) -> Image.Image:
-    """A cached PNG as a float ('F') image scaled to 0..255, so fastai's /255 yields 0..1 at full 16-bit depth."""
-    from kagglekit.data.dicom import load_cached
-
-    array = load_cached(Path(path)).astype(np.float32)
-    if array.ndim == 3:  # a colour DICOM in a grey competition: its luminance, on the same 0..255 scale
-        return Image.fromarray(array @ np.array([0.299, 0.587, 0.114], dtype=np.float32))
-    return Image.fromarray(array * np.float32(255 / 65535))
+    return PreparedItems(prepared, failed_test[["id", "path", "reason"]].reset_index(drop=True), report.counts())
 
 
 def input_channels(competition: Competition) -> int:
+    """1 for DICOM competitions (grey at full depth), else 3 (RGB)."""
     return 1 if competition.images == "dicom" else 3

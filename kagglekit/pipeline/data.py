@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from kagglekit.competition import Competition
-from kagglekit.data.images import prepare_images
+from kagglekit.data.images import DEFAULT_COVER, prepare_images, recipe_cover
 from kagglekit.data.items import Items, load_items, vocabularies
 from kagglekit.defaults import cache_root
 from kagglekit.ensemble.combine import class_shares, prior_probabilities
 from kagglekit.ensemble.probabilities import Probabilities
+from kagglekit.recipe import Recipe
 
 
 @dataclass
@@ -23,14 +24,16 @@ class Data:
 
     `items.train` / `items.test` have one row per image (`id`, `path` the loaders open, one column per task);
     `vocab` lists each task's classes in output order; `undecodable_test` (id, path, reason) holds the test images
-    no model can read, which the ensemble predicts with the training prior. `shares` are the training class shares
-    when the training table is not at hand (an inference pack's); otherwise they come from `items.train`.
+    no model can read, which the ensemble predicts with the training prior; `image_cache` counts the images the cache
+    decoded now, reused, could not read, and decoded with a note. `shares` are the training class shares when the
+    training table is not at hand (an inference pack's); otherwise they come from `items.train`.
     """
 
     competition: Competition
     items: Items
     vocab: dict[str, list[str]]
     undecodable_test: pd.DataFrame
+    image_cache: dict[str, int] = field(default_factory=dict)
     shares: dict[str, np.ndarray] | None = None
 
     def prior(self) -> dict[str, np.ndarray]:
@@ -46,16 +49,21 @@ class Data:
         return prior_probabilities(self.prior(), vocab, self.undecodable_test["id"].tolist())
 
 
-def prepare_data(competition: Competition, data_dir: Path, cache_dir: Path | None = None) -> Data:
-    """Read the competition's tables, resolve every image, and decode what needs decoding into the image cache.
+def prepare_data(
+    competition: Competition, data_dir: Path, cache_dir: Path | None = None, recipe: Recipe | None = None
+) -> Data:
+    """Read the competition's tables, resolve every image, and decode each once into the image cache, at the size
+    the `recipe`'s members need (without a recipe: images a 512 px model could use).
 
     Training rows with an empty label or an unreadable image are skipped and listed in `items.skipped`; a missing
-    test image is a `DataError` (the submission needs every id). `cache_dir` defaults to the user's cache folder.
+    test image is a `DataError` (the submission needs every id), an unreadable one is in `undecodable_test`.
+    `cache_dir` defaults to the user's cache folder.
     """
     items = load_items(competition, data_dir)
     vocab = vocabularies(competition, items)
-    prepared = prepare_images(competition, items, Path(cache_dir or cache_root() / "images"))
-    return Data(competition, prepared.items, vocab, prepared.undecodable_test)
+    cover = recipe_cover(recipe) if recipe else DEFAULT_COVER
+    prepared = prepare_images(competition, items, Path(cache_dir or cache_root() / "images"), cover)
+    return Data(competition, prepared.items, vocab, prepared.undecodable_test, prepared.cache)
 
 
 def labels_only(competition: Competition, data_dir: Path) -> Data:

@@ -1,7 +1,8 @@
 """`run`: the whole job, as a short composition of the public stages a notebook can call one by one.
 
-locate data -> `prepare_data` -> `fit_members` (splits, training, TTA) -> `ensemble_members` (weights,
-thresholds) -> `write_and_check`; the run record (`run.json`) is saved after every step.
+preflight (`check_outputs`) -> locate data -> `prepare_data` -> preflight (`check_recipe`) -> `fit_members` (splits,
+training, TTA) -> `ensemble_members` (weights, thresholds) -> `write_and_check`; the run record (`run.json`) is saved
+after every step, and the run folder is locked while the run goes on.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import logging
 import shlex
 import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,18 +20,22 @@ import pandas as pd
 from kagglekit._io import write_csv, write_json
 from kagglekit.competition import Competition
 from kagglekit.data.locate import locate_data
+from kagglekit.defaults import cache_root
 from kagglekit.defaults import runs_dir as default_runs_dir
+from kagglekit.defaults import submissions_dir as default_submissions_dir
 from kagglekit.kaggle.notebook import publish_submission
 from kagglekit.pipeline.combine import EnsembleOutput, ensemble_members
 from kagglekit.pipeline.data import Data, prepare_data
 from kagglekit.pipeline.members import MemberOutput, fit_members
+from kagglekit.pipeline.preflight import check_outputs, check_recipe, explain_full_disk
 from kagglekit.pipeline.write import SubmissionOutput, write_and_check
 from kagglekit.recipe import Recipe, load_recipe
 from kagglekit.registry import get_competition
-from kagglekit.runs import RunRecord, config_key, run_folder
+from kagglekit.runs import RunRecord, claim_run, config_key
 from kagglekit.samples.writer import ensure_sample
 from kagglekit.submission.build import score_submission
 from kagglekit.train.distributed import is_main_process, main_process_first
+from kagglekit.train.heads import check_tasks
 
 log = logging.getLogger(__name__)
 
@@ -58,23 +65,28 @@ class RunResult:
         return self.written.check if self.written else None
 
 
+@contextmanager
 def _open_record(competition: Competition, recipe: Recipe, data_dir: Path, answers: Path | None, sample: bool,
-                 runs_dir: Path, name: str, fresh: bool) -> RunRecord:  # fmt: skip
-    """The run's record in a new folder, or in the unfinished run of the same configuration (resume)."""
+                 runs_dir: Path, name: str, fresh: bool) -> Iterator[RunRecord]:  # fmt: skip
+    """The run's record in a new folder, or in the unfinished run of the same configuration (resume), with the run
+    folder locked until the block ends (see `claim_run`)."""
     config = {"competition": competition.name, "data_dir": str(data_dir.resolve()), "sample": sample,
               "answers": str(answers) if answers else None, "recipe": recipe.to_dict()}  # fmt: skip
     key = config_key(config)
-    with main_process_first():  # rank 0 creates the run folder; the other ranks resume that same folder
-        folder = run_folder(runs_dir, competition.name, name, key, fresh and is_main_process())
-        record = RunRecord(folder, config={**config, "command": shlex.join(sys.argv)}, config_key=key)
-        record.save()
-    return record
+    with ExitStack() as stack:
+        with main_process_first():  # rank 0 claims the run folder; the other ranks join that same folder
+            main = is_main_process()
+            folder = stack.enter_context(claim_run(runs_dir, competition.name, name, key, fresh and main, lock=main))
+            record = RunRecord(folder, config={**config, "command": shlex.join(sys.argv)}, config_key=key)
+            record.save()
+        yield record
 
 
 def _record_data(record: RunRecord, data: Data) -> None:
     """The data's shape in the record, and the rows that could not be used in files beside it."""
     items = data.items
     record.metrics["n_train"], record.metrics["n_test"] = len(items.train), len(items.test)
+    record.metrics["image_cache"] = data.image_cache  # images decoded now, reused, unreadable, guessed at
     write_json(record.artifact("vocab", record.folder / "vocab.json"), data.vocab)
     if len(items.skipped):
         write_csv(record.artifact("skipped_items", record.folder / "skipped_items.csv"), items.skipped)
@@ -100,6 +112,8 @@ def _record_results(record: RunRecord, members: list[MemberOutput], ens: Ensembl
             f"valid_{metric}": m.valid_score, "valid_rows": m.valid_rows, "valid_accuracy_no_tta": m.task_scores,
             "train_seconds": m.train_seconds, "reused": m.reused,
         }  # fmt: skip
+        if m.last_epoch_scores:  # the saved model averages epochs: its score next to the last epoch's
+            record.metrics["members"][m.name]["last_epoch_accuracy_no_tta"] = m.last_epoch_scores
         record.artifact(f"member:{m.name}", record.folder / "members" / m.name)
     if ens.tuned_weights:
         record.metrics["tuned_ensemble_weights"] = dict(zip([m.name for m in members], ens.weights, strict=True))
@@ -111,6 +125,39 @@ def _record_results(record: RunRecord, members: list[MemberOutput], ens: Ensembl
     if ens.score is not None:
         record.metrics[f"ensemble_valid_{metric}"], record.metrics["ensemble_valid_rows"] = ens.score, ens.rows
     record.notes.extend(ens.notes)
+
+
+def _run_stages(record: RunRecord, competition: Competition, recipe: Recipe, data_dir: Path, answers: Path | None,
+                submissions_dir: Path, name: str) -> RunResult:  # fmt: skip
+    """The stages of `run`, each saved in the record; the recipe is checked against the data before any training."""
+    result = RunResult(competition, record.folder)
+    with record.step("prepare_data"), main_process_first():  # rank 0 fills the image cache
+        prepared = prepare_data(competition, data_dir, recipe=recipe)
+        _record_data(record, prepared)
+    check_recipe(recipe, prepared, answers)
+    result.members = fit_members(recipe, prepared, record.folder, record)
+    if not is_main_process():
+        return result
+    with record.step("ensemble"):
+        result.ensemble = ensemble_members(result.members, recipe, prepared)
+        result.ensemble.save(record.artifact("ensemble", record.folder / "ensemble"))
+        _record_results(record, result.members, result.ensemble)
+    with record.step("submission"):
+        result.written = write_and_check(result.ensemble, prepared, name, submissions_dir, record.folder)
+        record.metrics["submission_check"] = result.check.to_dict()
+        published = publish_submission(result.submission) if result.check.ok else None
+        if published is not None:  # in a Kaggle notebook: the file a code competition scores
+            record.artifact("kaggle_submission", published)
+        if answers:
+            truth = pd.read_csv(answers, dtype=str, keep_default_na=False)
+            result.test_score = record.metrics[f"test_{competition.metric}"] = score_submission(
+                result.written.frame, truth, competition
+            )
+    record.artifact("submission", result.submission)
+    result.notes = list(result.ensemble.notes)
+    record.status = "finished" if result.check.ok else "finished: submission check failed"
+    record.save()
+    return result
 
 
 def run(
@@ -128,42 +175,24 @@ def run(
 
     `data` is the competition's folder (or one up to two levels above it); `sample` uses the bundled synthetic
     sample and scores against its hidden answers (as `answers` does for any CSV of test answers). Re-running
-    the same call after an interruption continues the unfinished run (`fresh` starts a new one). Raises a
-    `KagglekitError` subclass for anything the user can fix, before training where it can be found then.
+    the same call after an interruption continues the unfinished run (`fresh` starts a new one); the same call
+    while that run is still going is refused. Raises a `KagglekitError` subclass for anything the user can fix,
+    before any training where it can be found then (see `kagglekit.pipeline.preflight`).
     """
     competition = get_competition(competition) if isinstance(competition, str) else competition
     recipe = load_recipe(competition.recipe_path(str(recipe)))
+    for member in recipe.members:  # before any data is read: tasks the competition has, settings its heads allow
+        check_tasks(competition, member)
+    name = name or recipe.name
+    outputs = {"--runs": Path(runs_dir or default_runs_dir()), "--submissions": Path(submissions_dir or
+               default_submissions_dir())}  # fmt: skip
+    outputs["KAGGLEKIT_CACHE"] = cache_root()  # the image cache (and the sample)
+    check_outputs(competition, outputs, name, answers)
     if sample:
         with main_process_first():  # rank 0 writes the sample, the other ranks find it
             sampled = ensure_sample(competition)
         data, answers = sampled.data_dir, answers or sampled.answers
     data_dir = locate_data(competition, data)
-    record = _open_record(competition, recipe, data_dir, answers, sample, Path(runs_dir or default_runs_dir()),
-                          name or recipe.name, fresh)  # fmt: skip
-    result = RunResult(competition, record.folder)
-    with record.step("prepare_data"), main_process_first():  # rank 0 fills the image cache
-        prepared = prepare_data(competition, data_dir)
-        _record_data(record, prepared)
-    result.members = fit_members(recipe, prepared, record.folder, record)
-    if not is_main_process():
-        return result
-    with record.step("ensemble"):
-        result.ensemble = ensemble_members(result.members, recipe, prepared)
-        result.ensemble.save(record.artifact("ensemble", record.folder / "ensemble"))
-        _record_results(record, result.members, result.ensemble)
-    with record.step("submission"):
-        result.written = write_and_check(result.ensemble, prepared, name or recipe.name, submissions_dir, record.folder)
-        record.metrics["submission_check"] = result.check.to_dict()
-        published = publish_submission(result.submission) if result.check.ok else None
-        if published is not None:  # in a Kaggle notebook: the file a code competition scores
-            record.artifact("kaggle_submission", published)
-        if answers:
-            truth = pd.read_csv(answers, dtype=str, keep_default_na=False)
-            result.test_score = record.metrics[f"test_{competition.metric}"] = score_submission(
-                result.written.frame, truth, competition
-            )
-    record.artifact("submission", result.submission)
-    result.notes = list(result.ensemble.notes)
-    record.status = "finished" if result.check.ok else "finished: submission check failed"
-    record.save()
-    return result
+    with explain_full_disk(list(outputs.values())), _open_record(competition, recipe, data_dir, answers, sample,
+                                                                 outputs["--runs"], name, fresh) as record:  # fmt: skip
+        return _run_stages(record, competition, recipe, data_dir, answers, outputs["--submissions"], name)

@@ -37,7 +37,8 @@ class MemberOutput:
     weight: float = 1.0  # its weight in the ensemble mean
     arch: str = ""
     valid_score: float | None = None  # the competition metric of `valid`, scored as a submission is
-    task_scores: dict[str, float] = field(default_factory=dict)  # last-epoch accuracy per task, no TTA
+    task_scores: dict[str, float] = field(default_factory=dict)  # the saved model's accuracy per task, no TTA
+    last_epoch_scores: dict[str, float] = field(default_factory=dict)  # the last epoch's, when epochs were averaged
     train_seconds: float = 0.0
     reused: bool = False  # every part was already finished on disk
     train_losses: pd.Series | None = None  # per training row (by id), for a next member with sampling = "loss"
@@ -145,11 +146,14 @@ def fit_member(
     if len(parts) > 1:
         valid.save(member_dir, "valid")
         test.save(member_dir, "test")
-    task_scores, seconds = history_scores([member_dir / f"fold{k}" for k in range(member.folds or 0)] or [member_dir])
+    task_scores, last_epoch_scores, seconds = history_scores(
+        [member_dir / f"fold{k}" for k in range(member.folds or 0)] or [member_dir]
+    )
     return MemberOutput(
         name=member.name, valid=valid, test=test, weight=member.weight, arch=member.arch,
         valid_score=score_validation(valid, data.items.train, data.competition), task_scores=task_scores,
-        train_seconds=seconds, reused=all(p.reused for p in parts), train_losses=parts[-1].losses,
+        last_epoch_scores=last_epoch_scores, train_seconds=seconds, reused=all(p.reused for p in parts),
+        train_losses=parts[-1].losses,
     )  # fmt: skip
 
 

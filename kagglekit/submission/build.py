@@ -122,26 +122,38 @@ def source_path(submission: Path) -> Path:
     return Path(submission).with_name(Path(submission).name + SOURCE_SUFFIX)
 
 
+def submission_source(submission: Path) -> dict:
+    """What the `.source.json` sidecar says about a submission file (empty for files written some other way)."""
+    try:
+        return json.loads(source_path(submission).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def submission_run(submission: Path) -> Path | None:
     """The run folder that wrote `submission`, from its sidecar (None for files written some other way)."""
-    try:
-        run = json.loads(source_path(submission).read_text()).get("run")
-    except (OSError, ValueError):
-        return None
+    run = submission_source(submission).get("run")
     return Path(run) if run else None
 
 
 def write_submission(
-    frame: pd.DataFrame, competition: Competition, name: str, folder: Path | None = None, run: Path | None = None
+    frame: pd.DataFrame,
+    competition: Competition,
+    name: str,
+    folder: Path | None = None,
+    run: Path | None = None,
+    test_data: dict | None = None,
 ) -> Path:
     """Write `<folder>/<competition>/<timestamp>_<name>.csv` atomically; an existing file is never replaced.
 
     `folder` defaults to `kagglekit.defaults.submissions_dir()` (`submissions/`, or under a Kaggle notebook's
-    working folder). `run`, the run folder that made the file, is recorded in a `.source.json` sidecar, so
-    `kagglekit submit` finds the run wherever it lives.
+    working folder). `run`, the run folder that made the file, and `test_data` (`{"data": folder, "fingerprint":
+    ...}`, see `kagglekit.data.items.fingerprint`) are recorded in a `.source.json` sidecar, so `kagglekit submit`
+    finds the run wherever it lives and checks compare only submissions made for the same test images.
     """
     path = Path(folder or submissions_dir()) / competition.name / f"{timestamp()}_{name}.csv"
     path = write_new(path, lambda tmp: frame.to_csv(tmp, index=False))
-    if run is not None:
-        write_json(source_path(path), {"run": str(Path(run).resolve()), "competition": competition.name})
+    if run is not None or test_data:
+        source = {"run": str(Path(run).resolve()) if run else None, "competition": competition.name}
+        write_json(source_path(path), {**source, **({"test_data": test_data} if test_data else {})})
     return path

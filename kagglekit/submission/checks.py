@@ -1,8 +1,12 @@
 """Sanity checks of a submission file before it costs one of the day's Kaggle submissions.
 
-Every problem names the CSV line it is on (line 1 is the header) and what to do. Comparisons with earlier
-submissions catch the silent failures no format check can: a shuffled id column or a broken model still
-produce a well-formed file, but they disagree with every earlier submission.
+Every problem names the CSV line it is on (line 1 is the header) and what to do. Errors are what Kaggle's grader
+rejects (a missing or unexpected column, missing, unknown or repeated ids, empty or non-numeric cells); what it
+scores anyway is a warning (columns in another order, rows in another order, labels outside the classes, which
+score as wrong, and probability rows that do not sum to 1 or leave [0, 1], which the multi-class log loss clips
+and rescales). Comparisons with earlier submissions for the same test images catch the silent failures no format
+check can: a shuffled id column or a broken model still produce a well-formed file, but they disagree with every
+earlier submission; a file predicting one class for every row is called out too.
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ import pandas as pd
 
 from kagglekit.competition import Competition
 from kagglekit.errors import SubmissionError
-from kagglekit.submission.build import decisions
+from kagglekit.submission.build import decisions, submission_source
 
 AGREEMENT_WARNING = 0.90
-SUM_TOLERANCE = 1e-6
+SUM_WARNING = 0.01  # a row sum further than this from 1 is worth a warning (4-decimal rounding of 120 columns is not)
+PROBABILITY_CLIP = 1e-15  # Kaggle's multi-class log loss: max(min(p, 1 - 1e-15), 1e-15), then each row / its sum
 MAX_LISTED = 5
+EMPTY_CELLS = ("", "nan", "NaN", "NA", "None", "null")
 
 
 @dataclass
@@ -38,6 +44,7 @@ class CheckReport:
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     comparisons: list[Comparison] = field(default_factory=list)
+    not_compared: list[tuple[Path, str]] = field(default_factory=list)  # earlier files left out, and why
 
     @property
     def ok(self) -> bool:
@@ -53,6 +60,7 @@ class CheckReport:
                 {"prior": str(c.prior), "common": c.common, "agreement": c.agreement, "shift": c.shift}
                 for c in self.comparisons
             ],
+            "not_compared": [{"prior": str(p), "reason": reason} for p, reason in self.not_compared],
         }
 
 
@@ -97,9 +105,9 @@ def _check_columns(frame: pd.DataFrame, expected: list[str], report: CheckReport
         )
     if not missing and not extra and list(frame.columns) != expected:
         first = next(i for i, (a, b) in enumerate(zip(frame.columns, expected, strict=True)) if a != b)
-        report.errors.append(
+        report.warnings.append(
             f"columns out of order: column {first + 1} is {frame.columns[first]!r}, the sample submission has "
-            f"{expected[first]!r} there (header, line 1)"
+            f"{expected[first]!r} there (header, line 1); Kaggle matches columns by name"
         )
 
 
@@ -131,37 +139,48 @@ def _check_ids(frame: pd.DataFrame, id_column: str, sample: pd.DataFrame | None,
         )
 
 
+def _check_probabilities(frame: pd.DataFrame, id_column: str, report: CheckReport) -> None:
+    """Non-numeric cells are errors; values outside [0, 1] and rows not summing to 1 are warnings, because Kaggle's
+    multi-class log loss clips every value to [1e-15, 1 - 1e-15] and divides each row by its sum before scoring."""
+    raw = frame[[c for c in frame.columns if c != id_column]]
+    values = raw.apply(pd.to_numeric, errors="coerce")
+    not_numeric = values.isna() & ~raw.apply(lambda column: column.str.strip().isin(EMPTY_CELLS))
+    if not_numeric.to_numpy().any():
+        report.errors.append(f"non-numeric probability at {_lines(not_numeric.any(axis=1), frame, id_column)}")
+    out_of_range = (values < 0) | (values > 1)
+    if out_of_range.to_numpy().any():
+        report.warnings.append(
+            f"probability outside [0, 1] at {_lines(out_of_range.any(axis=1), frame, id_column)}: Kaggle clips it to "
+            f"[{PROBABILITY_CLIP:g}, 1 - {PROBABILITY_CLIP:g}]; were logits written instead of probabilities?"
+        )
+    sums = values.clip(PROBABILITY_CLIP, 1 - PROBABILITY_CLIP).sum(axis=1, min_count=1)
+    off = values.notna().all(axis=1) & ((sums - 1).abs() > SUM_WARNING)
+    if off.any():
+        first = np.flatnonzero(off.to_numpy())[0]
+        report.warnings.append(
+            f"row probabilities do not sum to 1 (±{SUM_WARNING:g}) at {_lines(off, frame, id_column)}, e.g. line "
+            f"{first + 2} sums to {sums.iloc[first]:.4f}; Kaggle divides each row by its sum, so this only matters if "
+            "columns are missing or shifted"
+        )
+
+
 def _check_cells(
     frame: pd.DataFrame, competition: Competition, classes: Sequence[str] | None, report: CheckReport
 ) -> None:
     id_column, spec = competition.id_column, competition.submission
     for column in frame.columns:
-        empty = frame[column].str.strip().isin(["", "nan", "NaN", "NA", "None", "null"])
+        empty = frame[column].str.strip().isin(EMPTY_CELLS)
         if empty.any():
             report.errors.append(f"empty or NaN {column!r} at {_lines(empty, frame, id_column)}")
     if spec.kind == "probs":
-        value_columns = [c for c in frame.columns if c != id_column]
-        values = frame[value_columns].apply(pd.to_numeric, errors="coerce")
-        raw_empty = frame[value_columns].apply(
-            lambda col: col.str.strip().isin(["", "nan", "NaN", "NA", "None", "null"])
-        )
-        not_numeric = values.isna() & ~raw_empty
-        if not_numeric.to_numpy().any():
-            report.errors.append(f"non-numeric probability at {_lines(not_numeric.any(axis=1), frame, id_column)}")
-        out_of_range = (values < 0) | (values > 1)
-        if out_of_range.to_numpy().any():
-            report.errors.append(f"probability outside [0, 1] at {_lines(out_of_range.any(axis=1), frame, id_column)}")
-        sums = values.sum(axis=1, min_count=1)
-        bad_sum = values.notna().all(axis=1) & ((sums - 1).abs() > SUM_TOLERANCE)
-        if bad_sum.any():
-            first = np.flatnonzero(bad_sum.to_numpy())[0]
-            report.errors.append(
-                f"row probabilities do not sum to 1 (±{SUM_TOLERANCE:g}) at {_lines(bad_sum, frame, id_column)}; "
-                f"e.g. line {first + 2} sums to {sums.iloc[first]:.6f}"
-            )
+        _check_probabilities(frame, id_column, report)
         return
     if spec.column not in frame.columns:
         return
+    padded = frame[spec.column] != frame[spec.column].str.strip()
+    if padded.any():
+        report.warnings.append(f"spaces around {spec.column!r} at {_lines(padded, frame, id_column)}; Kaggle may "
+                               "not match a padded label to its class")  # fmt: skip
     if classes is None:
         report.warnings.append("no class list known: labels were not checked against the vocabulary")
         return
@@ -175,9 +194,21 @@ def _check_cells(
         values = sorted(
             {v for cell in cells[unknown] for v in (cell.split() if spec.kind == "tags" else [cell])} - allowed
         )
-        report.errors.append(
+        report.warnings.append(
             f"label(s) outside the {len(allowed)} known classes ({', '.join(values[:MAX_LISTED])}) at "
-            f"{_lines(unknown, frame, id_column)}"
+            f"{_lines(unknown, frame, id_column)}; Kaggle scores them as wrong"
+        )
+
+
+def _check_constant(frame: pd.DataFrame, competition: Competition, report: CheckReport) -> None:
+    """A warning when every row predicts the same: what a model that learnt nothing, or the sample submission
+    uploaded as it is, looks like (a single row is not suspicious)."""
+    top = _top(decisions(frame, competition))
+    if len(top) > 1 and top.nunique() == 1:
+        what = "tag set" if competition.submission.kind == "tags" else "class"
+        report.warnings.append(
+            f"every one of the {len(top)} rows predicts the same {what} ({top.iloc[0]}): a model that learnt nothing, "
+            "or an unfilled sample submission, looks like this"
         )
 
 
@@ -217,21 +248,73 @@ def compare_submissions(
     return Comparison(prior_path, len(common), agreement, shift, changes)
 
 
+def _other_test_images(path: Path, prior: Path) -> str | None:
+    """Why the sidecars say `prior` predicts other test images than `path` (None: same images, or not recorded)."""
+    mine = submission_source(path).get("test_data") or {}
+    theirs = submission_source(prior).get("test_data") or {}
+    if not (mine.get("fingerprint") and theirs.get("fingerprint")) or mine["fingerprint"] == theirs["fingerprint"]:
+        return None
+    if theirs.get("data") != mine.get("data"):
+        return f"made for the test images in {theirs.get('data')}, this file for those in {mine.get('data')}"
+    return f"made for other test images in {mine.get('data')} (the folder changed since)"
+
+
+def _compare_with_priors(
+    frame: pd.DataFrame, competition: Competition, against: Sequence[Path], limit: int | None, report: CheckReport
+) -> None:
+    """Compare with each earlier file made for the same test images (the sidecars' fingerprints, else the same id
+    set), at most `limit` of them in the order given; the others are listed in `report.not_compared`."""
+    ids = set(frame[competition.id_column])
+    for prior in map(Path, against):
+        if limit is not None and len(report.comparisons) >= limit:
+            break
+        reason = _other_test_images(report.path, prior)
+        if reason is None:
+            try:
+                earlier = _read(prior)
+            except (OSError, ValueError, pd.errors.ParserError) as error:
+                report.warnings.append(f"could not compare with {prior}: {error}")
+                continue
+            if competition.id_column not in earlier.columns or set(earlier[competition.id_column]) != ids:
+                reason = "made for other test ids"
+        if reason is not None:
+            report.not_compared.append((prior, reason))
+            continue
+        try:
+            comparison = compare_submissions(frame, earlier, competition, prior)
+        except (KeyError, ValueError) as error:
+            report.warnings.append(f"could not compare with {prior}: {error}")
+            continue
+        report.comparisons.append(comparison)
+        if comparison.agreement is not None and comparison.agreement < AGREEMENT_WARNING:
+            report.warnings.append(
+                f"only {comparison.agreement:.1%} of predictions agree with {prior.name} "
+                f"(below {AGREEMENT_WARNING:.0%}): check ids are not shuffled and the model is the one you meant"
+            )
+
+
 def check_submission(
     path: Path,
     competition: Competition,
     sample_submission: Path | pd.DataFrame | None = None,
     against: Sequence[Path] = (),
     classes: Sequence[str] | None = None,
+    compare: int | None = None,
 ) -> CheckReport:
     """Validate a submission file against the sample submission and compare it with earlier ones.
 
-    `classes` is the label vocabulary; by default the competition's declared classes of its target task. A
-    sample submission that cannot be read is a `SubmissionError` (the check would be meaningless without it).
+    `classes` is the label vocabulary; by default the competition's declared classes of its target task. `against`
+    are earlier submissions: those made for the same test images are compared (the first `compare` of them, when
+    given), the others listed in `not_compared`. A sample submission or earlier file that is not a readable file is
+    a `SubmissionError` (the check would be meaningless without it).
     """
     path = Path(path)
     if isinstance(sample_submission, (str, Path)):
         sample_submission = _read_sample(Path(sample_submission))
+    for prior in map(Path, against):
+        if not prior.is_file():
+            raise SubmissionError(f"earlier submission {prior}: {'a folder' if prior.is_dir() else 'no such file'}; "
+                                  "give submission CSVs to compare with.")  # fmt: skip
     report = CheckReport(path)
     try:
         frame = _read(path)
@@ -258,18 +341,6 @@ def check_submission(
         report.errors.append("the file has a header but no rows")
     if report.errors:
         return report
-    for prior_path in against:
-        try:
-            comparison = compare_submissions(frame, _read(Path(prior_path)), competition, Path(prior_path))
-        except (KeyError, ValueError, OSError, pd.errors.ParserError) as error:
-            report.warnings.append(f"could not compare with {prior_path}: {error}")
-            continue
-        report.comparisons.append(comparison)
-        if comparison.agreement is None:
-            report.warnings.append(f"{Path(prior_path).name} shares no ids with this file; not compared")
-        elif comparison.agreement < AGREEMENT_WARNING:
-            report.warnings.append(
-                f"only {comparison.agreement:.1%} of predictions agree with {Path(prior_path).name} "
-                f"(below {AGREEMENT_WARNING:.0%}): check ids are not shuffled and the model is the one you meant"
-            )
+    _check_constant(frame, competition, report)
+    _compare_with_priors(frame, competition, against, compare, report)
     return report

@@ -35,14 +35,17 @@ def accuracy(truth: Sequence[str], pred: Sequence[str]) -> float:
 
 
 def log_loss(truth: Sequence[str], probs: pd.DataFrame) -> float:
-    """Multi-class log loss; `probs` has one column per class (the submission's columns).
+    """Multi-class log loss as Kaggle's grader computes it; `probs` has one column per class (the submission's).
 
-    scikit-learn divides each row by its sum first, as Kaggle's grader does, so rows need not sum exactly to 1.
+    Each value is clipped to [1e-15, 1 - 1e-15] and each row divided by its sum (Kaggle's metric description), so
+    rows need not sum exactly to 1. scikit-learn no longer rescales (1.5+ only warns, and refuses values outside
+    [0, 1]), so that is done here first.
     """
     import numpy as np
     from sklearn.metrics import log_loss as sk_log_loss
 
-    return sk_log_loss(list(truth), probs.to_numpy(dtype=np.float64), labels=list(probs.columns))
+    values = np.clip(probs.to_numpy(dtype=np.float64), 1e-15, 1 - 1e-15)
+    return sk_log_loss(list(truth), values / values.sum(axis=1, keepdims=True), labels=list(probs.columns))
 
 
 def fbeta_samples(truth: Sequence[set[str]], pred: Sequence[set[str]], beta: float) -> float:

@@ -5,10 +5,12 @@ from kagglekit._lazy import attach
 __getattr__, __dir__, __all__ = attach(__name__, {
     "train_member": ".member",
     "Head": ".heads", "TaskLoss": ".heads", "make_heads": ".heads", "place_heads": ".heads",
-    "make_dataloaders": ".loaders", "sampling_weights": ".loaders",
-    "create_learner": ".learner",
+    "make_dataloaders": ".loaders", "sampling_weights": ".loaders", "ImageDataLoaders": ".loaders",
+    "create_learner": ".learner", "apply_precision": ".learner", "precision_for": ".learner",
     "accumulation_callbacks": ".schedule", "Phase": ".schedule",
-    "clear_checkpoint": ".checkpoint", "history_scores": ".checkpoint",
+    "clear_checkpoint": ".checkpoint", "history_scores": ".checkpoint", "training_config": ".checkpoint",
+    "WeightEma": ".ema", "Mixing": ".mixing", "soft_targets": ".mixing",
+    "CheckpointPool": ".averaging", "mean_weights": ".averaging", "EpochBatchNorm": ".batchnorm",
     "weights_file": ".weights",
-    "PRESETS": ".augment", "batch_transforms": ".augment",
+    "PRESETS": ".augment", "batch_transforms": ".augment", "CpuAugment": ".augment",
 })  # fmt: skip

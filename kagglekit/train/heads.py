@@ -46,8 +46,9 @@ def place_heads(specs: Iterable[dict]) -> list[Head]:
     return heads
 
 
-def make_heads(competition: Competition, vocab: dict[str, list[str]], member: Member) -> list[Head]:
-    """The member's heads: its `tasks` weights, or the competition's target task alone."""
+def check_tasks(competition: Competition, member: Member) -> dict[str, float]:
+    """The member's task -> loss weight (its `tasks`, or the target alone), checked against the competition before
+    any data is read: known tasks, the target among them, label smoothing only for single-label heads."""
     weights = member.tasks or {competition.target_task: 1.0}
     unknown = sorted(set(weights) - set(competition.tasks))
     if unknown:
@@ -57,6 +58,18 @@ def make_heads(competition: Competition, vocab: dict[str, list[str]], member: Me
         )
     if competition.target_task not in weights:
         raise RecipeError(f"member {member.name!r}: tasks must include the target {competition.target_task!r}.")
+    multi = [name for name in weights if competition.tasks[name].kind == "multi"]
+    if member.label_smoothing and multi:
+        raise RecipeError(
+            f"member {member.name!r}: label_smoothing is for single-label heads; {', '.join(multi)} is multi-label, "
+            "where smoothing each tag towards 0.5 is a different regulariser. Remove label_smoothing."
+        )
+    return weights
+
+
+def make_heads(competition: Competition, vocab: dict[str, list[str]], member: Member) -> list[Head]:
+    """The member's heads: its `tasks` weights, or the competition's target task alone."""
+    weights = check_tasks(competition, member)
     tasks = [name for name in competition.tasks if name in weights]  # a fixed order, whatever the recipe's
     return place_heads(
         {"task": n, "column": competition.tasks[n].column, "kind": competition.tasks[n].kind, "vocab": vocab[n],
@@ -65,7 +78,13 @@ def make_heads(competition: Competition, vocab: dict[str, list[str]], member: Me
 
 
 class TaskLoss:
-    """Weighted sum of per-task losses: cross-entropy for single-label, BCE for multi-label heads."""
+    """Weighted sum of per-task losses: cross-entropy for single-label, BCE for multi-label heads.
+
+    A single-label target is a class index per row, shape (batch,), or class probabilities, shape
+    (batch, classes), as mixup, cutmix and label smoothing make them (`kagglekit.train.mixing`); a multi-label
+    target is (batch, tags) of 0/1 or soft values. Both losses are linear in the target, so a mixed target's loss
+    equals the same mix of the two targets' losses.
+    """
 
     def __init__(self, heads: Sequence[Head]):
         self.heads = list(heads)
@@ -75,7 +94,7 @@ class TaskLoss:
         for head, target in zip(self.heads, targets, strict=True):
             logits, target = output[:, head.slice].float(), target.as_subclass(torch.Tensor)
             if head.kind == "single":
-                loss = F.cross_entropy(logits, target.long())
+                loss = F.cross_entropy(logits, target.long() if target.ndim == 1 else target.float())
             else:
                 loss = F.binary_cross_entropy_with_logits(logits, target.float())
             total = total + head.weight * loss

@@ -1,32 +1,85 @@
-"""fastai DataLoaders over an item table: one image input, one target per head, optional weighted sampling."""
+"""fastai DataLoaders over an item table, fed from memory: one image input, one target per head, optional weighted
+sampling, tuned for the device.
+
+Each image is resized once to the member's geometry (`kagglekit.train.batches.ImageStore`) and batches are copies
+of it: uint8 (or uint16 grey) batches travel to the device, where they become float. On a GPU, augmentation is
+fastai's batch transforms on the device, and loader workers with pinned memory keep the next batches ready;
+on the CPU it is `CpuAugment` on the small integer images, in this process (see `default_workers`).
+"""
 
 from __future__ import annotations
 
+import os
+import random
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 import torch
-from fastai.data.block import CategoryBlock, ColReader, ColSplitter, DataBlock, MultiCategoryBlock
-from fastai.vision.augment import Resize, ResizeMethod
-from fastai.vision.core import PILImage
-from fastai.vision.data import ImageBlock
+from fastai.data.core import DataLoaders, TfmdDL
+from fastai.torch_core import default_device
 
-from kagglekit.data.images import open_grey16
+from kagglekit.data.cache import CacheSpec
 from kagglekit.errors import RecipeError
 from kagglekit.recipe import Member, Stage
-from kagglekit.train.augment import batch_transforms
+from kagglekit.train.augment import CpuAugment, batch_transforms
+from kagglekit.train.batches import ItemSet, ToFloat, image_store, target_tensors
 from kagglekit.train.heads import Head
 
-RESIZE = {"squish": ResizeMethod.Squish, "crop": ResizeMethod.Crop, "pad": ResizeMethod.Pad}
+
+class ImageDL(TfmdDL):
+    """A fastai DataLoader whose items are row numbers and whose batches an `ItemSet` gathers in one go.
+
+    `augment` (CPU augmentation of single images) applies while the dataset's `split_idx` is 0; `weights` (one
+    per item) make a shuffled pass draw items in proportion to them, with replacement (fastai's `WeightedDL`).
+    """
+
+    def __init__(self, dataset: ItemSet | None = None, augment: CpuAugment | None = None,
+                 weights: np.ndarray | None = None, **kwargs):  # fmt: skip
+        self.augment = augment
+        self.weights = None if weights is None else np.asarray(weights, dtype=float) / np.sum(weights)
+        super().__init__(dataset, **kwargs)
+
+    def create_item(self, s: int | None) -> int:
+        return 0 if s is None else s
+
+    def do_batch(self, b: list[int]) -> tuple:
+        # Drawn from Python's generator, which fastai seeds per run (set_seed) and per loader worker.
+        rng = np.random.default_rng(random.getrandbits(64))
+        return self.dataset.batch(np.asarray(b), rng, self.augment)
+
+    def get_idxs(self) -> list[int]:
+        if self.weights is None or not self.shuffle or self.n == 0:
+            return super().get_idxs()
+        return list(np.random.choice(self.n, self.n, p=self.weights))
+
+    def new(self, dataset=None, cls=None, **kwargs) -> ImageDL:
+        carried = {"augment": self.augment, "persistent_workers": self.fake_l.persistent_workers}
+        return super().new(dataset, cls, **{**carried, **kwargs})
 
 
-class PILImageGrey16(PILImage):
-    """A cached 16-bit DICOM PNG as one float channel (see `kagglekit.data.images.open_grey16`)."""
+class ImageDataLoaders(DataLoaders):
+    """Training and validation `ImageDL`s; `test_dl` predicts any item table with the validation view.
 
-    @classmethod
-    def create(cls, fn, **kwargs):
-        return cls(open_grey16(fn))
+    `cache_spec` is how the image cache made the inputs (None: the image files themselves), which an exported
+    member must repeat to see new images as training saw these.
+    """
+
+    cache_spec: CacheSpec | None = None
+
+    def test_dl(self, items: pd.DataFrame, with_labels: bool = False, **kwargs) -> ImageDL:
+        store = self.valid.dataset.store
+        item_set = ItemSet(store, store.add(items["path"].tolist()), items=items.reset_index(drop=True))
+        return self.valid.new(item_set, shuffle=False, drop_last=False, **kwargs)
+
+
+def default_workers(device: torch.device) -> int:
+    """Loader processes when the recipe does not say: on a GPU, all cores but one, at most 8, to keep batches
+    ready while this process drives the GPU; on the CPU none, as the model needs the cores (measured in
+    benchmarks/results/data_pipeline.txt: on 2 cores, workers slow CPU training down)."""
+    if device.type != "cuda":
+        return 0
+    return min(max(len(os.sched_getaffinity(0)) - 1, 1), 8)
 
 
 def make_dataloaders(
@@ -38,39 +91,41 @@ def make_dataloaders(
     channels: int = 3,
     stage: Stage | None = None,
     weights: np.ndarray | None = None,
-):
-    """fastai DataLoaders over the item table: one image input, one target per head.
+    device: torch.device | str | None = None,
+) -> ImageDataLoaders:
+    """fastai DataLoaders over the item table (`path` to images or cache entries): one image input, one target per
+    head, on `device` (default: the GPU if there is one).
 
     `stage` sets the size and resize method (default: the member's last stage); `weights` (one per row of
-    `train`) makes the training loader sample rows in proportion to them.
+    `train`) makes the training loader sample rows in proportion to them. `num_workers` defaults to
+    `default_workers`; on CUDA the loaders pin memory and keep their workers between epochs.
     """
     stage = stage or member.stage_list[-1]
-    blocks = [ImageBlock(cls=PILImageGrey16) if channels == 1 else ImageBlock]
-    getters = [ColReader("path")]
-    for head in heads:
-        if head.kind == "single":
-            blocks.append(CategoryBlock(vocab=list(head.vocab)))
-            getters.append(ColReader(head.column))
-        else:
-            blocks.append(MultiCategoryBlock(vocab=list(head.vocab)))
-            getters.append(ColReader(head.column, label_delim=" "))
-    block = DataBlock(
-        blocks=blocks,
-        getters=getters,
-        n_inp=1,
-        splitter=ColSplitter("is_valid"),
-        item_tfms=Resize(stage.size, method=RESIZE[stage.resize]),
-        batch_tfms=batch_transforms(member.aug, stage.size),
-    )
-    frame = train.assign(is_valid=is_valid.to_numpy())
-    if num_workers is None and not torch.cuda.is_available():
-        num_workers = 0  # on the CPU, loader processes fight the model's threads for the cores (5x slower on 2)
-    kwargs = {} if num_workers is None else {"num_workers": num_workers}
-    if weights is not None:
-        return block.weighted_dataloaders(
-            frame, wgts=np.asarray(weights, dtype=float), bs=member.step_batch_size, **kwargs
-        )
-    return block.dataloaders(frame, bs=member.step_batch_size, **kwargs)
+    device = torch.device(device) if device is not None else default_device()
+    on_gpu = device.type == "cuda"
+    workers = default_workers(device) if num_workers is None else num_workers
+    store = image_store(stage.size, stage.resize, channels)
+    rows = store.add(train["path"].tolist())
+    targets = target_tensors(train, heads)
+    valid = np.array(is_valid, dtype=bool)  # a copy: torch wants writable arrays
+    sets = [ItemSet(store, rows[mask], tuple(t[torch.from_numpy(mask)] for t in targets), split_idx,
+                    train[mask].reset_index(drop=True)) for mask, split_idx in ((~valid, 0), (valid, 1))]  # fmt: skip
+    after_batch = [ToFloat(), *(batch_transforms(member.aug, stage.size) if on_gpu else [])]
+    common = {"num_workers": workers, "pin_memory": on_gpu, "persistent_workers": on_gpu and workers > 0,
+              "device": device, "augment": None if on_gpu else CpuAugment(member.aug, stage.size)}  # fmt: skip
+    train_weights = None if weights is None else np.asarray(weights, dtype=float)[~valid]
+    train_dl = ImageDL(sets[0], bs=member.step_batch_size, shuffle=True, drop_last=True, weights=train_weights,
+                       after_batch=after_batch, **common)  # fmt: skip
+    valid_dl = train_dl.new(sets[1], shuffle=False, drop_last=False, weights=None)
+    dls = ImageDataLoaders(train_dl, valid_dl, device=device)
+    dls.cache_spec = CacheSpec.of_entry(train["path"].iloc[0]) if len(train) else None
+    return dls
+
+
+def cache_settings(dls: DataLoaders) -> dict | None:
+    """The image cache settings behind a member's inputs, for member.json (None: trained on the files themselves)."""
+    spec = getattr(dls, "cache_spec", None)
+    return None if spec is None else spec.to_dict()
 
 
 def sampling_weights(

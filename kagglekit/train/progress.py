@@ -25,6 +25,8 @@ def show_progress(learn: Learner, member: str) -> None:
     learn.remove_cb(ProgressCallback)
 
     def epoch_line(values: Sequence) -> None:
+        if len(values) <= 2:  # only the epoch and its time: an epoch skipped when resuming
+            return
         named = dict(zip(learn.recorder.metric_names, values, strict=False))
         epoch, took = named.pop("epoch"), named.pop("time", "")
         scores = ", ".join(f"{name} {value:.4g}" for name, value in named.items() if isinstance(value, float))
