@@ -265,7 +265,7 @@ def test_time_budget_plan_is_followed_printed_and_recorded(paddy_run, pack_dir, 
     with pytest.raises(BudgetError, match="stopping now rather than at the limit"):
         _predict(pack, sample.data_dir, tmp_path, time_budget=hours(N_TEST * 0.5))
     assert sorted(subs.iterdir()) == before  # stopped before predicting: no submission
-    [failed] = [p for p in (tmp_path / "runs" / "paddy").iterdir() if p not in {fits.folder, one.folder}]
+    [failed] = [p for p in (tmp_path / "runs" / "paddy").glob("*/") if p not in {fits.folder, one.folder}]
     assert json.loads((failed / "run.json").read_text())["status"] == "failed in plan"
 
 

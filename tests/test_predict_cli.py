@@ -4,8 +4,8 @@ what it cannot do before any work (an --output it cannot write, a source that is
 from __future__ import annotations
 
 import errno
+import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -17,9 +17,10 @@ from typer.testing import CliRunner
 from kagglekit.cli import app
 from kagglekit.data.images import PreparedItems
 from kagglekit.data.locate import locate_data
-from kagglekit.errors import BudgetError
+from kagglekit.errors import BudgetError, DataError
 from kagglekit.kaggle.notebook import is_competition_rerun
-from kagglekit.predict import budget, files, inputs
+from kagglekit.pipeline import preflight
+from kagglekit.predict import budget, files, inputs, submission
 from kagglekit.predict.budget import MemberCost
 from kagglekit.predict.pack import InferencePack
 
@@ -78,15 +79,16 @@ def no_prediction(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _read_only(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
-    """`folder` behaves as a read-only mount (chmod does not stop root, who runs some CI and sandboxes)."""
-    real = tempfile.NamedTemporaryFile
+    """`folder` (and what is below it) behaves as a read-only mount (chmod does not stop root, who runs some CI and
+    sandboxes)."""
+    real = preflight.tempfile.TemporaryFile
 
-    def probe(*args, **kwargs):
-        if Path(kwargs.get("dir", "")) == folder:
+    def probe(*args, dir=None, **kwargs):
+        if dir is not None and str(dir).startswith(str(folder)):
             raise OSError(errno.EROFS, os.strerror(errno.EROFS))
-        return real(*args, **kwargs)
+        return real(*args, dir=dir, **kwargs)
 
-    monkeypatch.setattr(tempfile, "NamedTemporaryFile", probe)
+    monkeypatch.setattr(preflight.tempfile, "TemporaryFile", probe)
 
 
 def test_output_into_a_read_only_folder_is_refused_before_any_work(
@@ -101,10 +103,9 @@ def test_output_into_a_read_only_folder_is_refused_before_any_work(
     assert result.exit_code == 2
     [line] = [line for line in result.output.splitlines() if line]  # one line
     assert line == (
-        f"error: --output {folder / 'out' / 'p.csv'}: cannot write into {folder} (Read-only file system); choose a "
-        "writable folder."
+        f"error: --output {folder / 'out'}: cannot write there (read-only file system). Choose a writable folder "
+        "with --output."
     )
-    assert not (folder / "out").exists()
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
@@ -115,7 +116,7 @@ def test_output_into_a_folder_without_write_permission(tmp_path: Path, no_predic
     image = tmp_path / "a.jpg"
     image.write_bytes(b"\xff\xd8")
     result = CliRunner().invoke(app, ["predict", str(tmp_path), str(image), "--output", str(folder / "p.csv")])
-    assert result.exit_code == 2 and "Permission denied" in result.output
+    assert result.exit_code == 2 and "cannot write there (permission denied)" in result.output
 
 
 def test_predict_says_what_it_needs(tmp_path: Path, no_prediction: None) -> None:
@@ -177,3 +178,32 @@ def test_a_budget_used_up_before_predicting_stops_without_measuring(tmp_path: Pa
     test = pd.DataFrame({"id": ["a.jpg"], "path": ["a.jpg"]})
     with pytest.raises(BudgetError, match=r"budget of 3.6 s was used up before predicting began \(reading and prep"):
         budget.plan_prediction(pack, test, 2, 0.001, started=time.monotonic() - 10)
+
+
+def test_each_prediction_gets_its_own_locked_record_folder_after_the_output_checks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two identical predictions (even in the same second) keep two records, each folder locked while it predicts
+    (as `run`'s are); an output folder that cannot be written is refused before the data is even looked for."""
+    images = {"frames": "first", "max_size": 512}
+    pack = InferencePack(tmp_path / "pack", "paddy", 0, [], False, None, {}, {}, images, {})
+    monkeypatch.setattr(submission, "locate_data", lambda competition, data: tmp_path / "data")
+    seen = []
+
+    def stages(record, *args):
+        lock = json.loads((record.folder / "run.lock").read_text())
+        seen.append((record.folder, lock["pid"], json.loads(record.path.read_text())["status"]))
+        return "done"
+
+    monkeypatch.setattr(submission, "_predict_stages", stages)
+    outputs = {"runs_dir": tmp_path / "runs", "submissions_dir": tmp_path / "subs"}
+    assert [submission.predict_submission(pack, **outputs) for _ in range(2)] == ["done", "done"]
+    (first, pid, status), (second, _, _) = seen
+    assert first != second and first.parent == second.parent == tmp_path / "runs" / "paddy"
+    assert (pid, status) == (os.getpid(), "running") and first.name.endswith("_predict-pack")
+    assert not (first / "run.lock").exists()  # released when it ended
+
+    (tmp_path / "blocked").write_text("a file where the submissions folder should be")
+    monkeypatch.setattr(submission, "locate_data", lambda *a: pytest.fail("looked for the data first"))
+    with pytest.raises(DataError, match=f"--submissions {tmp_path / 'blocked'}: cannot write there"):
+        submission.predict_submission(pack, runs_dir=tmp_path / "runs", submissions_dir=tmp_path / "blocked")

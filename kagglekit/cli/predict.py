@@ -3,7 +3,6 @@ a run folder): a whole checked submission, or loose image files."""
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -51,20 +50,6 @@ def _image_files(images: list[Path]) -> list[Path]:
     if not files:
         raise DataError(f"No images found in {', '.join(map(str, images))}.")
     return files
-
-
-def _writable(folder: Path, what: str) -> None:
-    """Refuse, before any work, a folder that cannot be written (read-only mount, no permission): the nearest
-    existing one of it and its parents is tried with a temporary file."""
-    folder = folder.absolute()
-    existing = next(p for p in (folder, *folder.parents) if p.exists())
-    try:
-        with tempfile.NamedTemporaryFile(dir=existing, prefix=".kagglekit-probe-"):
-            pass
-    except OSError as error:
-        raise DataError(
-            f"{what}: cannot write into {existing} ({error.strerror or error}); choose a writable folder."
-        ) from None
 
 
 def _show_top_classes(probs: Probabilities, title: str) -> None:
@@ -128,15 +113,13 @@ def predict(
             raise DataError("--output is for IMAGES; a submission goes to --submissions.")
         if output.is_dir():
             raise DataError(f"--output {output} is a folder; name the CSV file to write.")
-        _writable(output.parent, f"--output {output}")
+        from kagglekit.pipeline.preflight import check_writable
+
+        check_writable(output.parent.absolute(), "--output")
     if images:
         _predict_files(source, images, output, tta)
         return
-    from kagglekit.defaults import runs_dir, submissions_dir
     from kagglekit.predict.submission import predict_submission
-
-    _writable(runs or runs_dir(), f"--runs {runs or runs_dir()}")
-    _writable(submissions or submissions_dir(), f"--submissions {submissions or submissions_dir()}")
 
     result = predict_submission(source, data, time_budget=time_budget, tta=tta, name=name, runs_dir=runs,
                                 submissions_dir=submissions)  # fmt: skip

@@ -14,28 +14,32 @@ import math
 import shlex
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from kagglekit._io import timestamp
 from kagglekit.competition import Competition
 from kagglekit.data.locate import locate_data
+from kagglekit.defaults import cache_root
 from kagglekit.defaults import runs_dir as default_runs_dir
+from kagglekit.defaults import submissions_dir as default_submissions_dir
 from kagglekit.ensemble.combine import mean_probabilities
 from kagglekit.ensemble.probabilities import Probabilities
 from kagglekit.errors import DataError
-from kagglekit.kaggle.notebook import is_competition_rerun, publish_submission
+from kagglekit.kaggle.notebook import is_competition_rerun
 from kagglekit.pipeline.combine import EnsembleOutput, ensemble_test
 from kagglekit.pipeline.data import Data
-from kagglekit.pipeline.job import record_undecodable
-from kagglekit.pipeline.write import SubmissionOutput, write_and_check
+from kagglekit.pipeline.job import record_submission, record_undecodable
+from kagglekit.pipeline.preflight import check_outputs
+from kagglekit.pipeline.write import SubmissionOutput
 from kagglekit.predict.budget import Plan, default_budget_hours, plan_prediction
 from kagglekit.predict.inputs import prepare_submission_test
 from kagglekit.predict.pack import InferencePack, PackMember, load_pack
-from kagglekit.runs import RunRecord
+from kagglekit.runs import RunRecord, claim_run, config_key
 
 log = logging.getLogger(__name__)
 
@@ -101,14 +105,48 @@ def _ensemble(
                           pack.thresholds, notes=notes, members=names, prior=data.prior())  # fmt: skip
 
 
-def _open_record(pack: InferencePack, data_dir: Path, runs_dir: Path | None, name: str, **config) -> RunRecord:
+@contextmanager
+def _open_record(pack: InferencePack, data_dir: Path, runs_dir: Path, name: str, **config) -> Iterator[RunRecord]:
+    """The prediction's record in a new run folder of its own (`claim_run`), locked until the block ends."""
     competition = pack.spec()
-    folder = Path(runs_dir or default_runs_dir()) / competition.name / f"{timestamp()}_{name}"
     config = {"competition": competition.name, "pack": str(pack.folder.resolve()), "pack_source": pack.source,
-              "data_dir": str(Path(data_dir).resolve()), **config, "command": shlex.join(sys.argv)}  # fmt: skip
-    record = RunRecord(folder, config=config)
+              "data_dir": str(Path(data_dir).resolve()), **config}  # fmt: skip
+    key = config_key(config)
+    with claim_run(runs_dir, competition.name, name, key, fresh=True) as folder:  # nothing to resume: always new
+        record = RunRecord(folder, config={**config, "command": shlex.join(sys.argv)}, config_key=key)
+        record.save()
+        yield record
+
+
+def _predict_stages(record: RunRecord, pack: InferencePack, data_dir: Path, started: float, name: str,
+                    submissions_dir: Path, num_workers: int | None) -> PredictionResult:  # fmt: skip
+    """Prepare the test images, plan within the recorded budget (counted from `started`, a `time.monotonic()`
+    value), predict, ensemble, write and check, each step saved in the record."""
+    competition, tta, budget = pack.spec(), record.config["tta"], record.config["time_budget_hours"]
+    with record.step("prepare_data"):
+        prepared = prepare_submission_test(pack, data_dir)
+        record.metrics["n_test"] = len(prepared.items.test) + len(prepared.undecodable_test)
+        record.metrics["image_cache"] = prepared.image_cache
+        if not record.metrics["n_test"]:
+            raise DataError(f"{data_dir / competition.sample_submission} lists no test ids: nothing to predict.")
+        record_undecodable(record, prepared)
+    with record.step("plan"):
+        plan = plan_prediction(pack, prepared.items.test, tta, None if budget == math.inf else budget, started,
+                               num_workers)  # fmt: skip
+        record.metrics["plan"] = plan.to_dict()
+        log.info(plan.summary())
+    with record.step("predict"):
+        ensemble = _ensemble(pack, plan, prepared, record, num_workers)
+        ensemble.save(record.artifact("ensemble", record.folder / "ensemble"))
+    with record.step("submission"):
+        written = record_submission(record, ensemble, prepared, name, submissions_dir)
+    record.artifact("submission", written.path)
+    record.notes.extend(ensemble.notes)
+    record.status = "finished" if written.check.ok else "finished: submission check failed"
     record.save()
-    return record
+    published = record.artifacts.get("kaggle_submission")
+    return PredictionResult(competition, record.folder, plan, ensemble, written, record.config["rerun"],
+                            Path(published) if published else None, record.notes)  # fmt: skip
 
 
 def predict_submission(
@@ -130,7 +168,8 @@ def predict_submission(
     Kaggle notebook, none elsewhere): TTA passes, then the members of lowest weight, are dropped to fit it (see
     `kagglekit.predict.budget`), and a `BudgetError` stops at once when nothing fits. `tta` overrides the pack's TTA
     passes. Test images that cannot be read get the training prior, with a loud warning and
-    `undecodable_test.csv`. The record goes to `runs/<competition>/<stamp>_<name>/run.json`.
+    `undecodable_test.csv`. The output folders are checked first (`check_outputs`, as `run` does); the record goes
+    to a new `runs/<competition>/<stamp>_<name>/run.json`.
     """
     started = time.monotonic()
     pack = pack if isinstance(pack, InferencePack) else load_pack(pack)
@@ -141,33 +180,13 @@ def predict_submission(
     budget = default_budget_hours() if time_budget is None else time_budget
     if budget is not None and not budget > 0:
         raise DataError(f"The time budget must be a positive number of hours, got {budget}.")
+    name = name or f"predict-{pack.source.get('recipe') or 'pack'}"
+    outputs = {"--runs": Path(runs_dir or default_runs_dir()), "--submissions": Path(submissions_dir or
+               default_submissions_dir()), "KAGGLEKIT_CACHE": cache_root()}  # fmt: skip
+    check_outputs(competition, outputs, name)
     if rerun:
         log.info("Kaggle competition rerun: predicting the hidden test set")
     data_dir = locate_data(competition, data)
-    name = name or f"predict-{pack.source.get('recipe') or 'pack'}"
-    record = _open_record(pack, data_dir, runs_dir, name, tta=tta, time_budget_hours=budget, rerun=rerun)
-    with record.step("prepare_data"):
-        prepared = prepare_submission_test(pack, data_dir)
-        record.metrics["n_test"] = len(prepared.items.test) + len(prepared.undecodable_test)
-        if not record.metrics["n_test"]:
-            raise DataError(f"{data_dir / competition.sample_submission} lists no test ids: nothing to predict.")
-        record_undecodable(record, prepared)
-    with record.step("plan"):
-        plan = plan_prediction(pack, prepared.items.test, tta, None if budget == math.inf else budget, started,
-                               num_workers)  # fmt: skip
-        record.metrics["plan"] = plan.to_dict()
-        log.info(plan.summary())
-    with record.step("predict"):
-        ensemble = _ensemble(pack, plan, prepared, record, num_workers)
-        ensemble.save(record.artifact("ensemble", record.folder / "ensemble"))
-    with record.step("submission"):
-        written = write_and_check(ensemble, prepared, name, submissions_dir, record.folder)
-        record.metrics["submission_check"] = written.check.to_dict()
-        published = publish_submission(written.path) if written.check.ok else None
-        if published is not None:
-            record.artifact("kaggle_submission", published)
-    record.artifact("submission", written.path)
-    record.notes.extend(ensemble.notes)
-    record.status = "finished" if written.check.ok else "finished: submission check failed"
-    record.save()
-    return PredictionResult(competition, record.folder, plan, ensemble, written, rerun, published, record.notes)
+    with _open_record(pack, data_dir, outputs["--runs"], name, tta=tta, time_budget_hours=budget,
+                      rerun=rerun) as record:  # fmt: skip
+        return _predict_stages(record, pack, data_dir, started, name, outputs["--submissions"], num_workers)
