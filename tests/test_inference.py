@@ -8,6 +8,7 @@ import json
 import logging
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from kagglekit.kaggle import packs as kaggle_packs
 from kagglekit.kaggle.kernels import INFERENCE_NOTEBOOK
 from kagglekit.predict import budget
 from kagglekit.predict.budget import MemberCost
+from kagglekit.predict.inputs import prepare_submission_test
 from kagglekit.predict.pack import PACK_FILE, load_pack
 from kagglekit.predict.submission import PredictionResult, member_probabilities
 from kagglekit.submission.checks import check_submission
@@ -113,7 +115,8 @@ def test_pack_holds_safetensors_and_json_with_what_the_ensemble_used(paddy_run, 
     assert saved["competition"] == {"name": "paddy", "slug": paddy.slug}
     assert saved["kagglekit_version"] == kk.__version__
     assert (saved["tta"], saved["tuned_weights"]) == (1, True)
-    assert saved["images"] == {"kind": "photo", "frames": "first", "max_size": 512}
+    # the image cache settings of the run (its recipe's largest size), which new test images are prepared with
+    assert saved["images"] == {"kind": "photo", "cover": [32, 32], "channels": 3, "frames": "first"}
     assert saved["source"]["run"] == run.folder.name
     used = dict(zip(run.ensemble.members, run.ensemble.weights, strict=True))
     assert {m["name"]: m["weight"] for m in saved["members"]} == used
@@ -175,6 +178,16 @@ def test_unreadable_test_photo_gets_the_training_prior(paddy_run, pack_dir, tmp_
     assert len(submission) == N_TEST
 
 
+def test_a_member_refuses_images_not_prepared_like_its_training_images(paddy_run, pack_dir):
+    """Raw files, or entries cached at another size, would be resized differently from what the run predicted."""
+    pack, data_dir = load_pack(pack_dir), paddy_run[1].data_dir
+    raw = load_items(pack.spec(), data_dir).test
+    larger = prepare_submission_test(replace(pack, cache=replace(pack.cache, cover=(48, 48))), data_dir).items.test
+    for test in (raw, larger):
+        with pytest.raises(kk.DataError, match=r"made like this member's training images \(<hash>\.32x32\.npy\)"):
+            member_probabilities(pack.members[0], test, 0)
+
+
 XRAY_RECIPE = """
 valid_pct = 0.25
 split = "random"
@@ -210,7 +223,7 @@ def test_dicom_pack_reproduces_thresholds_and_the_prior_of_an_undecodable_file(t
     assert run.ensemble.thresholds is not None and len(run.ensemble.test.ids) == 12
     pack = kk.export_pack(run.folder, tmp_path / "pack")
     saved = json.loads((tmp_path / "pack" / PACK_FILE).read_text())
-    assert saved["images"] == {"kind": "dicom", "frames": "first", "max_size": 512}
+    assert saved["images"] == {"kind": "dicom", "cover": [32, 32], "channels": 1, "frames": "first"}
     assert saved["thresholds"]["thresholds"] == run.ensemble.thresholds.to_dict()["thresholds"]
     assert json.loads((tmp_path / "pack" / "tiny.json").read_text())["channels"] == 1
     result = _predict(pack, sample.data_dir, tmp_path)
@@ -239,7 +252,7 @@ def _ensemble_probabilities(result: PredictionResult) -> np.ndarray:
 def test_time_budget_plan_is_followed_printed_and_recorded(paddy_run, pack_dir, tmp_path, monkeypatch, caplog):
     sample = paddy_run[1]
     pack = load_pack(pack_dir)
-    test = load_items(pack.spec(), sample.data_dir).test
+    test = prepare_submission_test(pack, sample.data_dir).items.test  # cache entries made as the run made them
     monkeypatch.setattr(budget, "measure", _costs(plain=1.0, augmented=1.0))
     hours = lambda seconds: seconds / 3600  # noqa: E731
     two_members_no_tta = 3 * N_TEST * 1.0  # three models (one + two folds), the plain pass only
@@ -248,7 +261,7 @@ def test_time_budget_plan_is_followed_printed_and_recorded(paddy_run, pack_dir, 
     assert (fits.plan.tta, fits.plan.members, fits.plan.dropped) == (0, ["crop", "folded"], [])
     assert "Plan: TTA 1 -> 0 passes; 2 member(s), TTA 0" in caplog.text
     assert json.loads((fits.folder / "run.json").read_text())["metrics"]["plan"]["tta"] == 0
-    planned = kk.predict_files(pack, test["path"].tolist(), tta=0).probabilities  # what the plan says: no TTA
+    planned = kk.predict_files(pack, test["source"].tolist(), tta=0).probabilities  # what the plan says: no TTA
     np.testing.assert_allclose(_ensemble_probabilities(fits), planned.tasks["label"], atol=1e-6)
 
     lightest = min(pack.members, key=lambda m: (m.weight, -len(m.parts)))  # of equal weights, the slowest
@@ -272,7 +285,7 @@ def test_time_budget_plan_is_followed_printed_and_recorded(paddy_run, pack_dir, 
 def test_budget_measures_each_member_on_the_first_batches(paddy_run, pack_dir):
     sample = paddy_run[1]
     pack = load_pack(pack_dir)
-    test = load_items(pack.spec(), sample.data_dir).test
+    test = prepare_submission_test(pack, sample.data_dir).items.test
     cost = budget.measure(pack.members[1], test, tta=1, num_workers=0)
     assert (cost.name, cost.parts, cost.weight) == ("folded", 2, pack.members[1].weight)
     assert cost.plain > 0 and cost.augmented > 0 and cost.load > 0
@@ -340,7 +353,7 @@ def test_cli_names_a_broken_image_predicts_the_others_and_fails(pack_dir, paddy_
                                 env={"COLUMNS": "200"})  # fmt: skip
     assert result.exit_code == 1
     text = " ".join(result.output.split())
-    assert f"✗ {folder / 'broken.jpg'}: cannot be read (UnidentifiedImageError" in text
+    assert f"✗ {folder / 'broken.jpg'}: not a readable image: cannot identify image file" in text
     assert "1 of 3 image(s) could not be read and were not predicted" in text
     assert pd.read_csv(out)["id"].tolist() == sorted(p.name for p in folder.iterdir() if p.name != "broken.jpg")
 

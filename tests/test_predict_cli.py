@@ -15,7 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from kagglekit.cli import app
-from kagglekit.data.images import PreparedItems
+from kagglekit.data.cache import CacheSpec
+from kagglekit.data.images import PreparedItems, cache_spec
 from kagglekit.data.locate import locate_data
 from kagglekit.errors import BudgetError, DataError
 from kagglekit.kaggle.notebook import is_competition_rerun
@@ -146,25 +147,25 @@ def test_competition_is_found_in_every_kaggle_input_layout(
     assert locate_data(paddy, None) == folder
 
 
-def test_test_images_are_prepared_with_the_packs_dicom_settings(
+def test_test_images_are_prepared_with_the_packs_cache_settings(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: dict = {}
 
-    def prepare_images(competition, items, cache_dir, max_size):
-        seen.update(frames=competition.dicom_frames, max_size=max_size, ids=items.test["id"].tolist())
+    def prepare_images(competition, items, cache_dir, cover):
+        seen.update(spec=cache_spec(competition, cover), ids=items.test["id"].tolist())
         return PreparedItems(items)
 
     monkeypatch.setattr(inputs, "prepare_images", prepare_images)
     classes = [str(n) for n in range(22)]
     pack = InferencePack(
         folder=tmp_path, competition="xray", tta=0, members=[], tuned_weights=False, thresholds=None,
-        shares={"Target": np.full(22, 0.1)}, vocab={"Target": classes}, dicom={"frames": "all", "max_size": 123},
+        shares={"Target": np.full(22, 0.1)}, vocab={"Target": classes}, cache=CacheSpec((123, 45), 1, "all"),
         source={},
     )  # fmt: skip
     test = pd.DataFrame({"id": ["1.2.3"], "path": [str(tmp_path / "a.dcm")]})
     data = inputs.prepare_test(pack, test, test[["id"]], tmp_path)
-    assert seen == {"frames": "all", "max_size": 123, "ids": ["1.2.3"]}
+    assert seen == {"spec": CacheSpec((123, 45), 1, "all"), "ids": ["1.2.3"]}  # the run's cover and frames
     assert data.items.test["id"].tolist() == ["1.2.3"] and data.vocab == {"Target": classes}
     np.testing.assert_allclose(data.prior()["Target"], 0.1)  # the pack's shares, not a training table's
 
@@ -174,7 +175,7 @@ def test_a_budget_used_up_before_predicting_stops_without_measuring(tmp_path: Pa
         raise AssertionError("measured although no time was left")
 
     monkeypatch.setattr(budget, "measure", measure)
-    pack = InferencePack(tmp_path, "paddy", 2, [], False, None, {}, {}, {"frames": "first", "max_size": 512}, {})
+    pack = InferencePack(tmp_path, "paddy", 2, [], False, None, {}, {}, CacheSpec((64, 64)), {})
     test = pd.DataFrame({"id": ["a.jpg"], "path": ["a.jpg"]})
     with pytest.raises(BudgetError, match=r"budget of 3.6 s was used up before predicting began \(reading and prep"):
         budget.plan_prediction(pack, test, 2, 0.001, started=time.monotonic() - 10)
@@ -185,8 +186,7 @@ def test_each_prediction_gets_its_own_locked_record_folder_after_the_output_chec
 ) -> None:
     """Two identical predictions (even in the same second) keep two records, each folder locked while it predicts
     (as `run`'s are); an output folder that cannot be written is refused before the data is even looked for."""
-    images = {"frames": "first", "max_size": 512}
-    pack = InferencePack(tmp_path / "pack", "paddy", 0, [], False, None, {}, {}, images, {})
+    pack = InferencePack(tmp_path / "pack", "paddy", 0, [], False, None, {}, {}, CacheSpec((64, 64)), {})
     monkeypatch.setattr(submission, "locate_data", lambda competition, data: tmp_path / "data")
     seen = []
 

@@ -81,7 +81,7 @@ def _predict_files(source: Path, images: list[Path], output: Path | None, tta: i
         write_csv(output, pd.DataFrame(columns))
         console.print(f"Probabilities: [bold]{escape(str(output))}[/]")
     for row in result.unreadable.itertuples():
-        console.print(f"[bold red]✗[/] {escape(str(row.path))}: cannot be read ({escape(str(row.reason))})")
+        console.print(f"[bold red]✗[/] {escape(str(row.path))}: {escape(str(row.reason))}")
     if len(result.unreadable):
         total = len(result.unreadable) + (len(probs.ids) if probs is not None else 0)
         console.print(f"[bold red]error:[/] {len(result.unreadable)} of {total} image(s) could not be read and were "

@@ -5,7 +5,7 @@ from kagglekit._lazy import attach
 
 __getattr__, __dir__, __all__ = attach(__name__, {
     "predict_member": ".tta",
-    "load_member": ".learner", "rebuild_learner": ".learner",
+    "check_prepared": ".learner", "load_member": ".learner", "rebuild_learner": ".learner",
     "InferencePack": ".pack", "export_pack": ".pack", "load_pack": ".pack", "member_parts": ".pack",
     "Plan": ".budget", "fit_plan": ".budget",
     "PredictionResult": ".submission", "predict_submission": ".submission",

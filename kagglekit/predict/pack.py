@@ -3,10 +3,11 @@ no training data and no pickles.
 
 A pack is one flat folder (Kaggle datasets keep no sub-folders): `pack.json` plus, for every model of every member
 the run's ensemble used, `<part>.json` (its `member.json`: architecture, heads and vocabularies, input channels,
-image size and resize method, normalisation) and `<part>.safetensors` (its final weights). `pack.json` holds what
-the ensemble stage used: each member's weight as applied (tuned ones included), the tuned thresholds, the training
-class shares that undecodable test images are predicted with, the TTA setting, the DICOM settings, the competition
-and the kagglekit version. `load_pack` reads a pack, or a finished run folder as if it had been exported.
+image size and resize method, normalisation, image cache settings) and `<part>.safetensors` (its final weights).
+`pack.json` holds what the ensemble stage used: each member's weight as applied (tuned ones included), the tuned
+thresholds, the training class shares that undecodable test images are predicted with, the TTA setting, the image
+cache settings the run's images were prepared with (so new images are prepared the same way), the competition and
+the kagglekit version. `load_pack` reads a pack, or a finished run folder as if it had been exported.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import numpy as np
 from kagglekit import __version__
 from kagglekit._io import atomic_write, utc_now, write_json
 from kagglekit.competition import Competition
-from kagglekit.data.images import DEFAULT_MAX_SIZE
+from kagglekit.data.cache import CacheSpec
+from kagglekit.data.images import input_channels
 from kagglekit.ensemble.thresholds import Thresholds
 from kagglekit.errors import DataError
 from kagglekit.registry import get_competition
@@ -54,7 +56,7 @@ class PackMember:
 @dataclass
 class InferencePack:
     """What `predict_submission` needs from a run; see the module docstring. `shares` maps each task to its training
-    class shares (the prior), `dicom` holds the DICOM cache settings (`frames`, `max_size`)."""
+    class shares (the prior), `cache` the image cache settings the run's images were prepared with."""
 
     folder: Path
     competition: str
@@ -64,7 +66,7 @@ class InferencePack:
     thresholds: Thresholds | None
     shares: dict[str, np.ndarray]
     vocab: dict[str, list[str]]
-    dicom: dict[str, Any]
+    cache: CacheSpec
     source: dict[str, Any]  # the run it came from, when, and which kagglekit made it
 
     @property
@@ -72,8 +74,8 @@ class InferencePack:
         return [m.weight for m in self.members]
 
     def spec(self) -> Competition:
-        """The competition, with the DICOM settings the run decoded its images with."""
-        return replace(get_competition(self.competition), dicom_frames=self.dicom["frames"])
+        """The competition, with the DICOM frames the run decoded its images with."""
+        return replace(get_competition(self.competition), dicom_frames=self.cache.frames)
 
     def to_dict(self) -> dict[str, Any]:
         """`pack.json`: parts are named by their file stem in the pack folder."""
@@ -85,7 +87,7 @@ class InferencePack:
             "competition": {"name": competition.name, "slug": competition.slug},
             "source": {k: v for k, v in self.source.items() if k not in ("kagglekit_version", "created")},
             "tta": self.tta,
-            "images": {"kind": competition.images, **self.dicom},
+            "images": {"kind": competition.images, **self.cache.to_dict()},
             "vocab": self.vocab,
             "members": [
                 {"name": m.name, "arch": m.arch, "weight": m.weight, "parts": [p.weights.stem for p in m.parts]}
@@ -116,6 +118,20 @@ def member_parts(member_dir: Path) -> list[Path]:
     return folds
 
 
+def _cache_spec(members: list[PackMember], competition: Competition) -> CacheSpec:
+    """The image cache settings every packed model was trained with (`image_cache` in its member.json: one run
+    prepares all its images alike); a model trained on the image files themselves saw them decoded at full size."""
+    files = CacheSpec(None, input_channels(competition), competition.dicom_frames)
+    recorded = [_read_json(p.description, "the member's description").get("image_cache") for m in members
+                for p in m.parts]  # fmt: skip
+    specs = {CacheSpec.from_dict(r) if r else files for r in recorded}
+    if len(specs) > 1:
+        tags = ", ".join(sorted(spec.tag for spec in specs))
+        raise DataError(f"The packed members were trained on images cached in different ways ({tags}); a pack "
+                        "prepares its images one way.")  # fmt: skip
+    return specs.pop() if specs else files
+
+
 def _from_run(run_dir: Path) -> InferencePack:
     """A finished run read as a pack: its members' folders, its ensemble's `ensemble/ensemble.json`, its record."""
     record = _read_json(run_dir / "run.json", "not a run folder (nor a pack: no pack.json either)")
@@ -138,7 +154,7 @@ def _from_run(run_dir: Path) -> InferencePack:
         thresholds=Thresholds.from_dict(ensemble["thresholds"]) if ensemble["thresholds"] else None,
         shares={task: np.asarray(share, dtype=np.float32) for task, share in ensemble["prior"].items()},
         vocab=_read_json(run_dir / "vocab.json", "the run's classes were not recorded"),
-        dicom={"frames": competition.dicom_frames, "max_size": DEFAULT_MAX_SIZE},
+        cache=_cache_spec(members, competition),
         source={"run": run_dir.name, "config_key": record.get("config_key"), "recipe": recipe.get("name")},
     )  # fmt: skip
 
@@ -159,13 +175,12 @@ def _from_pack(folder: Path) -> InferencePack:
     if missing:
         raise DataError(f"Inference pack {folder} is incomplete: {', '.join(missing[:3])} missing. Export it again.")
     source = {**data["source"], "kagglekit_version": data["kagglekit_version"], "created": data["created"]}
-    images = data["images"]
     return InferencePack(
         folder=folder, competition=data["competition"]["name"], tta=int(data["tta"]), members=members,
         tuned_weights=bool(data["tuned_weights"]),
         thresholds=Thresholds.from_dict(data["thresholds"]) if data["thresholds"] else None,
         shares={task: np.asarray(share, dtype=np.float32) for task, share in data["prior"].items()},
-        vocab=data["vocab"], dicom={"frames": images["frames"], "max_size": int(images["max_size"])}, source=source,
+        vocab=data["vocab"], cache=CacheSpec.from_dict(data["images"]), source=source,
     )  # fmt: skip
 
 

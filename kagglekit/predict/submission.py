@@ -69,14 +69,16 @@ class PredictionResult:
 def member_probabilities(
     member: PackMember, test: pd.DataFrame, tta: int, num_workers: int | None = None
 ) -> Probabilities:
-    """One member's TTA probabilities for `test` (an item table): each of its models (folds) in turn, averaged as
-    `fit_member` averages them. Only one model is in memory at a time."""
-    from kagglekit.predict.learner import rebuild_learner
+    """One member's TTA probabilities for `test` (an item table whose paths are image cache entries made with the
+    pack's settings, as `prepare_test` makes them): each of its models (folds) in turn, averaged as `fit_member`
+    averages them. Only one model is in memory at a time. Other images are a `DataError` (`check_prepared`)."""
+    from kagglekit.predict.learner import check_prepared, rebuild_learner
     from kagglekit.predict.tta import predict_member
 
     parts = []
     for number, part in enumerate(member.parts):
         learn = rebuild_learner(part.description, part.weights, num_workers)
+        check_prepared(learn, test)
         label = f"{member.name} TTA" + (f" ({number + 1}/{len(member.parts)})" if len(member.parts) > 1 else "")
         parts.append(predict_member(learn, test, tta, label=label))
         del learn
