@@ -33,6 +33,7 @@ from kagglekit.predict.inputs import prepare_submission_test
 from kagglekit.predict.pack import PACK_FILE, load_pack
 from kagglekit.predict.submission import PredictionResult, member_probabilities
 from kagglekit.submission.checks import check_submission
+from kagglekit.train import batches
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("loopback_only")]
 
@@ -282,13 +283,16 @@ def test_time_budget_plan_is_followed_printed_and_recorded(paddy_run, pack_dir, 
     assert json.loads((failed / "run.json").read_text())["status"] == "failed in plan"
 
 
-def test_budget_measures_each_member_on_the_first_batches(paddy_run, pack_dir):
+def test_budget_measures_each_member_on_the_first_batches(paddy_run, pack_dir, monkeypatch):
     sample = paddy_run[1]
     pack = load_pack(pack_dir)
     test = prepare_submission_test(pack, sample.data_dir).items.test
+    monkeypatch.setattr(batches, "_store", None)  # no image in memory yet, as in a fresh notebook
     cost = budget.measure(pack.members[1], test, tta=1, num_workers=0)
     assert (cost.name, cost.parts, cost.weight) == ("folded", 2, pack.members[1].weight)
-    assert cost.plain > 0 and cost.augmented > 0 and cost.load > 0
+    assert cost.plain > 0 and cost.augmented > 0 and cost.load > 0 and cost.resize > 0
+    again = budget.measure(pack.members[1], test, tta=1, num_workers=0)  # a member of the same size after it
+    assert again.resize < cost.resize / 5  # its images are in memory already, as they will be when predicting
 
 
 # --- the command line ---

@@ -27,8 +27,9 @@ from kagglekit.predict.pack import InferencePack
 
 
 def test_fit_plan_drops_tta_passes_before_members_lowest_weight_first():
-    costs = [MemberCost("big", 0.6, 1, 10.0, 0.010, 0.012), MemberCost("small", 0.4, 2, 5.0, 0.004, 0.005)]
+    costs = [MemberCost("big", 0.6, 1, 10.0, 0.010, 0.012), MemberCost("small", 0.4, 2, 5.0, 0.004, 0.005, 0.001)]
     images = 10_000
+    assert costs[1].seconds(images, 1) == images * 0.001 + 2 * (5.0 + images * (0.004 + 0.005))  # resized once
     whole = sum(c.seconds(images, 4) for c in costs)
     assert budget.fit_plan(costs, images, 4, whole).tta == 4
     assert budget.fit_plan(costs, images, 4, whole - 1).tta == 3  # one TTA pass less, every member kept
@@ -40,11 +41,13 @@ def test_fit_plan_drops_tta_passes_before_members_lowest_weight_first():
     assert plan.estimate == costs[0].seconds(images, 0) == 10 + images * 0.010
     assert plan.summary() == (
         "Plan: TTA 4 -> 0 passes; dropped member(s) small (lowest weight); 1 member(s), TTA 0: estimated 1.8 min of "
-        "3.3 min"
+        "3.5 min"
     )
     assert budget.measured(costs, images, 3 * 3600)[1:] == [
-        "  big (weight 0.6, 1 model(s)): 10.0 ms/image plain, 12.0 ms/image per TTA pass, 10.0 s to load",
-        "  small (weight 0.4, 2 model(s)): 4.0 ms/image plain, 5.0 ms/image per TTA pass, 5.0 s to load",
+        "  big (weight 0.6, 1 model(s)): 10.0 ms/image plain, 12.0 ms/image per TTA pass, 0.0 ms/image to resize, "
+        "10.0 s to load",
+        "  small (weight 0.4, 2 model(s)): 4.0 ms/image plain, 5.0 ms/image per TTA pass, 1.0 ms/image to resize, "
+        "5.0 s to load",
     ]
     with pytest.raises(BudgetError, match=r"member big alone without TTA, needs an estimated 1.8 min for 10000 test"):
         budget.fit_plan(costs, images, 4, 60)

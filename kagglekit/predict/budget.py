@@ -2,7 +2,8 @@
 submission, so the plan is fitted to the budget before the work starts.
 
 The cost of each member is measured on the first batches of the real test set (seconds per image of the plain pass
-and of one augmented pass, plus the seconds to load each of its models), then scaled to the number of test images.
+and of one augmented pass, seconds per image to resize the cached images into memory at the member's size, plus the
+seconds to load each of its models), then scaled to the number of test images.
 When the estimate exceeds the budget, TTA passes go first (each costs as much as a member's augmented pass and
 gains least), then the members of lowest ensemble weight, one at a time (of equal weights, the slowest first).
 When even the last member alone, without TTA, cannot finish in time, `BudgetError` stops the prediction at once,
@@ -36,7 +37,8 @@ def default_budget_hours() -> float | None:
 
 @dataclass
 class MemberCost:
-    """What predicting one member costs, measured: seconds per image of each pass, seconds to load each model."""
+    """What predicting one member costs, measured: seconds per image of each pass and of resizing the images into
+    memory, seconds to load each model."""
 
     name: str
     weight: float
@@ -44,9 +46,10 @@ class MemberCost:
     load: float  # seconds to load one model
     plain: float  # seconds per image of the plain pass
     augmented: float  # seconds per image of one augmented (TTA) pass
+    resize: float = 0.0  # seconds per image to resize it into memory, once per member (0: an earlier member did)
 
     def seconds(self, images: int, tta: int) -> float:
-        return self.parts * (self.load + images * (self.plain + tta * self.augmented))
+        return images * self.resize + self.parts * (self.load + images * (self.plain + tta * self.augmented))
 
 
 def duration(seconds: float) -> str:
@@ -61,7 +64,8 @@ def measured(costs: list[MemberCost], images: int, budget: float) -> list[str]:
     lines = [f"Time budget {duration(budget)} left for {images} test images; measured on the first batches:"]
     for c in costs:
         lines.append(f"  {c.name} (weight {c.weight:g}, {c.parts} model(s)): {c.plain * 1000:.1f} ms/image plain, "
-                     f"{c.augmented * 1000:.1f} ms/image per TTA pass, {c.load:.1f} s to load")  # fmt: skip
+                     f"{c.augmented * 1000:.1f} ms/image per TTA pass, {c.resize * 1000:.1f} ms/image to resize, "
+                     f"{c.load:.1f} s to load")  # fmt: skip
     return lines
 
 
@@ -120,8 +124,10 @@ def fit_plan(costs: list[MemberCost], images: int, tta: int, budget: float) -> P
 
 
 def measure(member: PackMember, test: pd.DataFrame, tta: int, num_workers: int | None = None) -> MemberCost:
-    """Time one member on the first batches of `test`: loading its first model, then its plain pass and one
-    augmented pass over `MEASURED_BATCHES` batches, after a warm-up batch (CUDA set-up, cuDNN autotuning)."""
+    """Time one member on the first batches of `test`: loading its first model, resizing the batches' images into
+    memory at its size (`kagglekit.train.batches.ImageStore`: free when the member before it had the same size, as
+    when predicting), then its plain pass and one augmented pass over `MEASURED_BATCHES` batches, after a warm-up
+    batch (CUDA set-up, cuDNN autotuning)."""
     from kagglekit.predict.learner import rebuild_learner
     from kagglekit.predict.tta import predict_member
 
@@ -129,13 +135,16 @@ def measure(member: PackMember, test: pd.DataFrame, tta: int, num_workers: int |
     learn = rebuild_learner(member.parts[0].description, member.parts[0].weights, num_workers)
     load = time.perf_counter() - started
     batch = learn.dls.bs
-    predict_member(learn, test.head(batch), 0, label=f"{member.name} warm-up")
     sample = test.head(MEASURED_BATCHES * batch)
+    started = time.perf_counter()
+    learn.dls.test_dl(sample)  # the loader resizes its images into memory once; every pass then reuses them
+    resize = time.perf_counter() - started
+    predict_member(learn, test.head(batch), 0, label=f"{member.name} warm-up")
     timings: list[float] = []
     predict_member(learn, sample, 1 if tta else 0, label=f"{member.name} timing", timings=timings)
     plain, augmented = timings[-1], timings[0] if tta else 0.0
     return MemberCost(member.name, member.weight, len(member.parts), load, plain / len(sample),
-                      augmented / len(sample))  # fmt: skip
+                      augmented / len(sample), resize / len(sample))  # fmt: skip
 
 
 def plan_prediction(
