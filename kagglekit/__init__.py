@@ -20,9 +20,9 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "get_competition": ".registry", "list_competitions": ".registry", "register": ".registry",
     "Member": ".recipe", "Recipe": ".recipe", "load_recipe": ".recipe", "parse_recipe": ".recipe",
     # errors
-    "CredentialsError": ".errors", "DataError": ".errors", "DicomReadError": ".errors", "ImageReadError": ".errors",
-    "KaggleError": ".errors", "KagglekitError": ".errors", "PluginError": ".errors", "RecipeError": ".errors",
-    "SubmissionError": ".errors",
+    "BudgetError": ".errors", "CredentialsError": ".errors", "DataError": ".errors", "DicomReadError": ".errors",
+    "ImageReadError": ".errors", "KaggleError": ".errors", "KagglekitError": ".errors", "PluginError": ".errors",
+    "RecipeError": ".errors", "SubmissionError": ".errors",
     # the stages and the whole job
     "Data": ".pipeline.data", "prepare_data": ".pipeline.data",
     "MemberOutput": ".pipeline.members", "fit_member": ".pipeline.members", "fit_members": ".pipeline.members",
@@ -34,7 +34,9 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "locate_data": ".data.locate",
     "make_folds": ".data.splits", "make_splits": ".data.splits", "member_splits": ".data.splits",
     "train_member": ".train.member", "LRFinding": ".train.lr_find", "lr_find_member": ".train.lr_find",
-    "predict_member": ".predict.tta", "load_member": ".predict.export", "predict_run": ".predict.export",
+    "predict_member": ".predict.tta", "load_member": ".predict.learner",
+    "export_pack": ".predict.pack", "load_pack": ".predict.pack", "predict_files": ".predict.files",
+    "predict_submission": ".predict.submission",
     "Probabilities": ".ensemble.probabilities", "mean_probabilities": ".ensemble.combine",
     "METRICS": ".submission.metrics", "get_metric": ".submission.metrics",
     "score_submission": ".submission.build", "to_submission": ".submission.build",

@@ -54,6 +54,10 @@ class SubmissionError(KagglekitError):
     """Predictions cannot be turned into a valid submission, or a submission file cannot be checked."""
 
 
+class BudgetError(KagglekitError):
+    """A prediction cannot finish within its time budget (a code competition's limit); found before the work starts."""
+
+
 class KaggleError(KagglekitError):
     """Talking to Kaggle failed in a way the user can fix; the message says how."""
 
@@ -63,6 +67,6 @@ class CredentialsError(KaggleError):
 
 
 __all__ = [
-    "CredentialsError", "DataError", "DicomReadError", "ImageReadError", "KaggleError", "KagglekitError", "PluginError",
-    "RecipeError", "SubmissionError",
+    "BudgetError", "CredentialsError", "DataError", "DicomReadError", "ImageReadError", "KaggleError", "KagglekitError",
+    "PluginError", "RecipeError", "SubmissionError",
 ]  # fmt: skip

@@ -6,8 +6,12 @@ a browser) train on it in seconds; the real competitions' samples are harder tha
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image, ImageDraw
 
 from kagglekit import Competition, SampleSpec, Submission, Task
@@ -31,6 +35,17 @@ def _sample(rng: np.random.Generator, n_train: int, n_test: int) -> SampleSpec:
     train = pd.DataFrame({"id": [f"t{i:03d}" for i in range(n_train)], "colour": labels(n_train)})
     answers = pd.DataFrame({"id": [f"s{i:03d}" for i in range(n_test)], "colour": labels(n_test)})
     return SampleSpec(train=train, answers=answers, paint=_paint, image_format="PNG")
+
+
+@contextmanager
+def registered() -> Iterator[None]:
+    """The colours plug-in registered while the block runs, as a user's plug-in is (packs look it up by name)."""
+    from kagglekit import registry
+
+    registry.list_competitions()  # the built-in plug-ins first
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(registry._registered, "colours", colours())
+        yield
 
 
 def colours() -> Competition:

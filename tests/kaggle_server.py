@@ -15,7 +15,13 @@ Besides competitions it serves what notebooks and offline packs need, as the cli
 each file through `blobs.BlobApiService/StartBlobUpload` and a PUT to the signed URL, then sends
 `datasets.DatasetApiService/CreateDataset` with the upload tokens; `kernels_push` sends
 `kernels.KernelsApiService/SaveKernel` with the metadata and the notebook text; `kernels_status` asks
-`GetKernelSessionStatus`; `kernels_output` asks `ListKernelSessionOutput` and GETs each file's URL.
+`GetKernelSessionStatus`; `kernels_output` asks `ListKernelSessionOutput` and GETs each file's URL. A code
+competition's submission is `competitions.CompetitionApiService/CreateCodeSubmission` (competition, kernel owner and
+slug, version, file name, description), and a notebook's metadata comes from `kernels.KernelsApiService/GetKernel`.
+
+Transient failures on demand: `throttled` answers a method (e.g. "ListSubmissions", "blob" for the archive download)
+with a 429 and `Retry-After` a given number of times; `dropped` closes the connection without an answer; and
+`cut_blobs` sends only half of the archive's bytes before closing.
 """
 
 from __future__ import annotations
@@ -26,8 +32,10 @@ import io
 import json
 import os
 import secrets
+import stat
 import tempfile
 import threading
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -84,6 +92,8 @@ class Submission:
     public_score: str | None = None
     private_score: str | None = None
     error_description: str | None = None
+    kernel: str | None = None  # owner/slug of the notebook, for a code competition's submission
+    kernel_version: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The ApiSubmission fields, named as kagglesdk deserialises them."""
@@ -140,6 +150,10 @@ class KaggleStandIn:
     datasets: dict[str, Dataset] = field(default_factory=dict)  # "owner/slug" -> the dataset
     kernel_runs: dict[str, KernelRun] = field(default_factory=dict)  # kernel slug -> how it runs (default: fine)
     pushes: list[dict[str, Any]] = field(default_factory=list)  # SaveKernel requests, in order
+    throttled: dict[str, int] = field(default_factory=dict)  # method -> 429 answers still to give
+    retry_after: str = "7"  # the Retry-After header of a 429
+    dropped: dict[str, int] = field(default_factory=dict)  # method -> connections still to close unanswered
+    cut_blobs: int = 0  # archive downloads still to cut off halfway
 
     def __post_init__(self) -> None:
         self._signature = secrets.token_hex(8)
@@ -168,8 +182,17 @@ class KaggleStandIn:
     # --- what each endpoint answers: (status, headers, body) ---
 
     def handle(self, request: Request) -> tuple[int, dict[str, str], bytes]:
+        """(status, headers, body); status DROP: close the connection unanswered, CUT: send half the body."""
         with self._lock:
             self.requests.append(request)
+            method = "blob" if request.path.startswith("/blobs/") else request.path.rsplit("/", 1)[-1]
+            if self.throttled.get(method, 0) > 0:
+                self.throttled[method] -= 1
+                status, headers, body = _error(429, "Too many requests")
+                return status, {**headers, "Retry-After": self.retry_after}, body
+            if self.dropped.get(method, 0) > 0:
+                self.dropped[method] -= 1
+                return DROP, {}, b""
             if request.method == "GET" and request.path.startswith("/blobs/"):
                 return self._blob(request)
             if request.method == "GET" and request.path.startswith("/kernel-output/"):
@@ -192,6 +215,7 @@ class KaggleStandIn:
                 KERNELS + "SaveKernel": self._save_kernel,
                 KERNELS + "GetKernelSessionStatus": self._kernel_status,
                 KERNELS + "ListKernelSessionOutput": self._kernel_output,
+                KERNELS + "GetKernel": self._get_kernel,
             }
             if request.path in others:
                 return others[request.path](request.json())
@@ -207,6 +231,7 @@ class KaggleStandIn:
                 "StartSubmissionUpload": self._start_upload,
                 "CreateSubmission": self._create_submission,
                 "ListSubmissions": self._list_submissions,
+                "CreateCodeSubmission": self._create_code_submission,
             }
             if method not in handlers:
                 return _error(404, f"No such method: {method}")
@@ -232,6 +257,9 @@ class KaggleStandIn:
         if parse_qs(url.query).get("sig") != [self._signature] or slug not in self.competitions:
             return 403, {"Content-Type": "text/plain"}, b"bad signature"
         headers = {"Content-Type": "application/zip", "Last-Modified": formatdate(0, usegmt=True)}
+        if self.cut_blobs > 0:
+            self.cut_blobs -= 1
+            return CUT, headers, self.competitions[slug]
         return 200, headers, self.competitions[slug]
 
     def _start_upload(self, slug: str, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
@@ -252,9 +280,26 @@ class KaggleStandIn:
             file_name=self.upload_names[token],
             description=body.get("submissionDescription", ""),
             content=self.uploads[token],
-            date=datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z",
+            date=_now(),
             polls_left=scoring.pending_polls,
         )
+        self.submissions.append(submission)
+        return _json({"message": "Successfully submitted", "ref": submission.ref})
+
+    def _create_code_submission(self, slug: str, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        """A notebook's output, submitted: Kaggle reruns the notebook's version on the hidden test set and scores it."""
+        ref = f"{body.get('kernelOwner')}/{body.get('kernelSlug')}"
+        versions = sum(p.get("slug") == ref for p in self.pushes)
+        if not versions or not 1 <= body.get("kernelVersion", versions) <= versions:
+            return _error(404, f"Notebook {ref} version {body.get('kernelVersion')} not found")
+        if self.daily_limit is not None and len(self.submissions) >= self.daily_limit:
+            return _error(400, f"Submission not allowed: your team has used its {self.daily_limit} submissions today.")
+        submission = Submission(
+            ref=len(self.submissions) + 1001, competition=slug, file_name=body.get("fileName", ""),
+            description=body.get("submissionDescription", ""), content=b"", date=_now(),
+            polls_left=self.scoring.get(slug, Scoring()).pending_polls, kernel=ref,
+            kernel_version=body.get("kernelVersion"),
+        )  # fmt: skip
         self.submissions.append(submission)
         return _json({"message": "Successfully submitted", "ref": submission.ref})
 
@@ -322,6 +367,22 @@ class KaggleStandIn:
         run.polls += 1
         return _json({"status": status, "failureMessage": run.failure_message if status == "ERROR" else None})
 
+    def _get_kernel(self, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        """The notebook's metadata as its latest push left it (version = number of pushes) and its source."""
+        ref = f"{body.get('userName')}/{body.get('kernelSlug')}"
+        pushes = [p for p in self.pushes if p.get("slug") == ref]
+        if not pushes:
+            return _error(404, "Notebook not found")
+        last = pushes[-1]
+        metadata = {
+            "ref": ref, "title": last.get("newTitle"), "slug": body["kernelSlug"], "language": "python",
+            "kernelType": "notebook", "currentVersionNumber": len(pushes),
+            "competitionDataSources": last.get("competitionDataSources", []),
+            "datasetDataSources": last.get("datasetDataSources", []), "machineShape": last.get("machineShape"),
+        }  # fmt: skip
+        blob = {"source": last.get("text", ""), "language": "python", "kernelType": "notebook", "slug": ref}
+        return _json({"metadata": metadata, "blob": blob})
+
     def _kernel_output(self, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
         run = self._pushed(body)
         if run is None:
@@ -337,6 +398,34 @@ class KaggleStandIn:
         if parse_qs(url.query).get("sig") != [self._signature] or run is None or name not in run.outputs:
             return 403, {"Content-Type": "text/plain"}, b"bad signature"
         return 200, {"Content-Type": "application/octet-stream"}, run.outputs[name]
+
+
+# A small Paddy Doctor download, and a valid submission for it, for the tests that talk to the stand-in.
+PADDY_SLUG = "paddy-disease-classification"
+PADDY_FILES: dict[str, str | bytes] = {
+    "train.csv": "image_id,label,variety,age\n" + "100001.jpg,blast,ADT45,45\n" * 200,
+    "sample_submission.csv": "image_id,label\n200001.jpg,\n200002.jpg,\n",
+    "train_images/blast/100001.jpg": b"\xff\xd8" + bytes(20_000),
+    "test_images/200001.jpg": b"\xff\xd8" + bytes(20_000),
+    "test_images/200002.jpg": b"\xff\xd8" + bytes(20_000),
+}
+PADDY_SUBMISSION = "image_id,label\n200001.jpg,blast\n200002.jpg,hispa\n"
+
+
+def zip_archive(
+    files: dict[str, str | bytes], links: dict[str, str] | None = None, method: int = zipfile.ZIP_DEFLATED
+) -> bytes:
+    """A competition's archive: `files` by name, and symbolic `links` (name -> target) as zip stores them."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", method) as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+        for name, target in (links or {}).items():
+            info = zipfile.ZipInfo(name)
+            info.create_system = 3
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            archive.writestr(info, target)
+    return buffer.getvalue()
 
 
 @contextlib.contextmanager
@@ -363,6 +452,13 @@ def kaggle_stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **stand_in:
         monkeypatch.setattr(KaggleApi, "args", ["--local"])
         yield server
     assert server.refused == []
+
+
+DROP, CUT = 0, -1  # pseudo statuses: close the connection unanswered / after half the body
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def _json(data: dict[str, Any], status: int = 200) -> tuple[int, dict[str, str], bytes]:
@@ -413,9 +509,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._respond(403, {"Content-Type": "text/plain"}, b"the Kaggle stand-in serves only http://localhost")
 
     def _respond(self, status: int, headers: dict[str, str], content: bytes) -> None:
-        self.send_response(status)
+        if status == DROP:
+            self.close_connection = True
+            return
+        self.send_response(200 if status == CUT else status)
         for name, value in headers.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(content)))
         self.end_headers()
-        self.wfile.write(content)
+        self.wfile.write(content[: len(content) // 2] if status == CUT else content)
+        if status == CUT:
+            self.close_connection = True

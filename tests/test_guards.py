@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from colours import COLOURS, colours
+from colours import COLOURS, colours, registered
 
 from kagglekit.data.items import Items
 from kagglekit.ensemble.combine import mean_probabilities
@@ -19,8 +19,8 @@ from kagglekit.errors import RecipeError
 from kagglekit.pipeline.combine import ensemble_members
 from kagglekit.pipeline.data import Data
 from kagglekit.pipeline.members import MemberOutput, _assess, _Part
-from kagglekit.predict.export import load_member, predict_run
-from kagglekit.recipe import parse_recipe
+from kagglekit.predict.pack import export_pack, load_pack
+from kagglekit.recipe import AUTO_TTA_PASSES, parse_recipe
 
 CLASSES = sorted(COLOURS)  # blue, green, red, yellow
 TRUTH = ["red"] * 6 + ["green"] * 3 + ["blue"] * 2 + ["yellow"]  # the prior: red, 0.5 accuracy
@@ -68,18 +68,24 @@ def test_a_member_trained_at_lr_10_is_flagged_and_left_out(colours_run):
     assert record["metrics"]["excluded_members"] == ["broken"]
     assert record["metrics"]["members"]["broken"]["in_ensemble"] is False
     assert any("member broken is broken" in n and "left out of the ensemble" in n for n in record["notes"])
-    saved = json.loads((colours_run.folder / "ensemble" / "members.json").read_text())
+    saved = json.loads((colours_run.folder / "ensemble" / "ensemble.json").read_text())
     assert list(saved["weights"]) == ["a", "b"] and saved["excluded"] == ["broken"]
     assert "broken, left out" in colours_run.report.read_text()
 
 
-def test_predict_leaves_out_what_the_run_left_out(colours_run):
-    data_dir = Path(json.loads((colours_run.folder / "run.json").read_text())["config"]["data_dir"])
-    paths = sorted((data_dir / "test").glob("*.png"))[:3]
-    members = colours_run.folder / "members"
-    expected = mean_probabilities([load_member(members / n).predict(paths) for n in ("a", "b")])
-    np.testing.assert_allclose(predict_run(colours_run.folder, paths).tasks["colour"], expected.tasks["colour"],
-                               rtol=1e-5)  # fmt: skip
+def test_predict_leaves_out_what_the_run_left_out_and_uses_tta_where_the_run_did(colours_run, tmp_path):
+    with registered():
+        pack = load_pack(colours_run.folder)  # what `kagglekit predict` and `export` use
+        exported = load_pack(export_pack(colours_run.folder, tmp_path / "pack").folder)
+    assert [m.name for m in pack.members] == ["a", "b"]
+    assert pack.weights == colours_run.ensemble.weights
+    used = {m.name: m.tta_used for m in colours_run.members}  # tta = "auto": per member
+    assert pack.tta == AUTO_TTA_PASSES
+    assert (
+        {m.name: m.tta_used for m in pack.members}
+        == {m.name: m.tta_used for m in exported.members}
+        == {name: used[name] for name in ("a", "b")}
+    )
 
 
 def test_each_member_records_its_tta_gain_and_the_constant_prediction(colours_run):

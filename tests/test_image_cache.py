@@ -137,10 +137,13 @@ def test_all_frames_train_end_to_end(tmp_path):
     assert len(learn.recorder.values) == 1
 
 
-def test_an_exported_member_predicts_original_files_as_training_saw_their_cache_entries(paddy, paddy_sample, tmp_path):
-    """Trained on cache entries shrunk to the recipe's size, a member given the original JPEGs caches them the same
-    way (its member.json says how) and predicts exactly what the learner predicted on the entries."""
-    from kagglekit.predict.export import load_member
+def test_a_rebuilt_member_predicts_original_files_as_training_saw_their_cache_entries(paddy, paddy_sample, tmp_path):
+    """Trained on cache entries shrunk to the recipe's size, a member rebuilt from its files knows how they were made
+    (its member.json says), refuses the original JPEGs as they are, and given them cached the same way (in another
+    cache folder: new images) predicts exactly what the learner predicted on the run's entries."""
+    from kagglekit.data.cache import CacheSpec, cache_images
+    from kagglekit.errors import DataError
+    from kagglekit.predict.learner import check_prepared, load_member
     from kagglekit.predict.tta import predict_member
     from kagglekit.train import clear_checkpoint
 
@@ -151,9 +154,12 @@ def test_an_exported_member_predicts_original_files_as_training_saw_their_cache_
     split = make_splits(train["id"], seed=0)
     learn = train_member(member, paddy, train, split, vocabularies(paddy, items), tmp_path / "m", num_workers=0)
     clear_checkpoint(tmp_path / "m")
-    exported = load_member(tmp_path / "m")
-    assert exported.cache.cover == (40, 40)
-    originals = [Path(p) for p in items.test["path"].head(6)]
-    probs = exported.predict(originals)
+    rebuilt = load_member(tmp_path / "m")
+    assert rebuilt.dls.cache_spec == CacheSpec((40, 40), 3, "first")
+    originals = items.test.head(6)
+    with pytest.raises(DataError, match="not an image cache entry"):
+        check_prepared(rebuilt, originals)
+    entries = cache_images(originals["path"], tmp_path / "new-cache", rebuilt.dls.cache_spec, workers=0).images
+    probs = predict_member(rebuilt, originals.assign(path=[str(entries[Path(p)]) for p in originals["path"]]), 0)
     expected = predict_member(learn, prepared.test.head(6), n_tta=0)
-    np.testing.assert_allclose(probs.tasks["label"], expected.tasks["label"], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(probs.tasks["label"], expected.tasks["label"], atol=1e-6, rtol=0)

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
 import logging
 import os
 import shutil
-import stat
 import sys
 import types
-import zipfile
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 import typer
-from kaggle_server import RULES_MESSAGE, KaggleStandIn, Scoring, kaggle_stand_in
+from kaggle_server import (
+    PADDY_FILES,
+    PADDY_SLUG,
+    PADDY_SUBMISSION,
+    RULES_MESSAGE,
+    KaggleStandIn,
+    Scoring,
+    kaggle_stand_in,
+    zip_archive,
+)
 from typer.testing import CliRunner
 
 from kagglekit.cli import app
@@ -35,29 +41,8 @@ pytestmark = pytest.mark.usefixtures("loopback_only")  # no test reaches beyond 
 USER = "kk-user"
 KEY = "kk-secret-5f3a9c0e71"  # a fake key: the tests check it never leaves the HTTP Authorization header
 TOKEN = "kk-token-77d1e2"
-SLUG = "paddy-disease-classification"
-DATA = {
-    "train.csv": "image_id,label,variety,age\n" + "100001.jpg,blast,ADT45,45\n" * 200,
-    "sample_submission.csv": "image_id,label\n200001.jpg,\n200002.jpg,\n",
-    "train_images/blast/100001.jpg": b"\xff\xd8" + bytes(20_000),
-    "test_images/200001.jpg": b"\xff\xd8" + bytes(20_000),
-    "test_images/200002.jpg": b"\xff\xd8" + bytes(20_000),
-}
-VALID = "image_id,label\n200001.jpg,blast\n200002.jpg,hispa\n"
+SLUG, DATA, VALID = PADDY_SLUG, PADDY_FILES, PADDY_SUBMISSION
 INVALID = "image_id,label\n200001.jpg,rice\n"
-
-
-def _zip(files: dict[str, str | bytes], links: dict[str, str] | None = None) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, content in files.items():
-            archive.writestr(name, content)
-        for name, target in (links or {}).items():
-            info = zipfile.ZipInfo(name)
-            info.create_system = 3
-            info.external_attr = (stat.S_IFLNK | 0o777) << 16
-            archive.writestr(info, target)
-    return buffer.getvalue()
 
 
 @pytest.fixture
@@ -65,7 +50,7 @@ def kaggle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KaggleSt
     """The stand-in Kaggle, with the paddy data; HOME, the working folder and the environment are the test's own,
     with the stand-in's credentials in KAGGLE_USERNAME/KAGGLE_KEY."""
     with kaggle_stand_in(
-        tmp_path, monkeypatch, username=USER, key=KEY, token=TOKEN, competitions={SLUG: _zip(DATA)}
+        tmp_path, monkeypatch, username=USER, key=KEY, token=TOKEN, competitions={SLUG: zip_archive(DATA)}
     ) as server:
         yield server
 
@@ -257,7 +242,7 @@ def test_key_never_written_or_shown(
 ) -> None:
     """Every command, including its failures, with the key in the environment: the key reaches Kaggle only."""
     _run_record(tmp_path, _submission_file(tmp_path, VALID))
-    kaggle.competitions["other-competition"] = _zip(DATA)
+    kaggle.competitions["other-competition"] = zip_archive(DATA)
     kaggle.unaccepted.add("other-competition")
     runner = CliRunner()
     outputs = []
@@ -283,7 +268,7 @@ def test_key_never_written_or_shown(
 
 
 def test_download_extracts_and_writes_manifest(kaggle: KaggleStandIn, tmp_path: Path, cli: typer.Typer) -> None:
-    kaggle.competitions[SLUG] = _zip(DATA, links={"test_images/first.jpg": "200001.jpg"})
+    kaggle.competitions[SLUG] = zip_archive(DATA, links={"test_images/first.jpg": "200001.jpg"})
     result = CliRunner().invoke(cli, ["download", "paddy", "--dest", "kaggle-data"])
     assert result.exit_code == 0, result.output
     folder = tmp_path / "kaggle-data" / SLUG
@@ -356,7 +341,7 @@ def test_download_of_unknown_competition(kaggle: KaggleStandIn) -> None:
 def test_unsafe_archive_is_not_extracted(
     kaggle: KaggleStandIn, tmp_path: Path, files: dict[str, str], links: dict[str, str], named: str
 ) -> None:
-    kaggle.competitions[SLUG] = _zip({**DATA, **files}, links)
+    kaggle.competitions[SLUG] = zip_archive({**DATA, **files}, links)
     with pytest.raises(KaggleError, match="Refusing to extract") as error:
         download("paddy")
     assert named in str(error.value)

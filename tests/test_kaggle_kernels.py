@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import subprocess
-import sys
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -17,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import typer
+from kaggle_notebook import run_offline
 from kaggle_server import KERNELS, Dataset, KaggleStandIn, KernelRun, kaggle_stand_in
 from typer.testing import CliRunner
 
@@ -482,34 +481,12 @@ def test_fanout_refuses_members_that_depend_on_each_other(kaggle: KaggleStandIn,
 # --- the notebook itself ---
 
 
-GUARD = '''"""Loaded by every Python process of the notebook test: any connection beyond loopback is logged and fails."""
-import os
-import socket
-
-_connect = socket.socket.connect
-
-
-def _guarded(sock, address):
-    if sock.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in ("127.0.0.1", "::1"):
-        with open(os.environ["KK_NETWORK_LOG"], "a") as log:
-            log.write(f"{address}\\n")
-        raise OSError(f"the notebook test allows no network, not {address}")
-    return _connect(sock, address)
-
-
-socket.socket.connect = _guarded
-'''
-
-
 @pytest.mark.slow
 def test_offline_notebook_runs_top_to_bottom(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kagglekit_wheel: Path
 ) -> None:
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    pytest.importorskip("ipykernel")
     paddy = get_competition("paddy")
-    inputs, working, site, guard = (tmp_path / name for name in ("input", "working", "site", "guard"))
+    inputs = tmp_path / "input"
     sample = write_sample(paddy, inputs / "competitions", n_train=40, n_test=10)
     (inputs / "kagglekit-wheels").mkdir(parents=True)  # the older mount: /kaggle/input/<slug>
     (inputs / "kagglekit-wheels" / kagglekit_wheel.name).write_bytes(kagglekit_wheel.read_bytes())
@@ -517,39 +494,14 @@ def test_offline_notebook_runs_top_to_bottom(
     kaggle_packs.pack_weights(
         ["resnet10t"], inputs / "datasets" / USER / "kagglekit-weights", f"{USER}/w-pack", files=[source]
     )
-    for folder in (working, site, guard):
-        folder.mkdir()
-    (guard / "sitecustomize.py").write_text(GUARD)
-    environment = {
-        "KAGGLE_KERNEL_RUN_TYPE": "Batch",
-        "KAGGLEKIT_INPUT_ROOT": str(inputs),
-        "KAGGLEKIT_WORKING_DIR": str(working),
+    parameters = {
         "KAGGLEKIT_COMPETITION": "paddy",
         "KAGGLEKIT_RECIPE": "tiny",
         "KAGGLEKIT_RECIPE_TOML": TINY_RECIPE,
-        "KAGGLEKIT_WHEELS_DATASET": "kagglekit-wheels",
         "KAGGLEKIT_WEIGHTS_DATASET": f"{USER}/kagglekit-weights",
         "KAGGLEKIT_MEMBER": "second",
-        # kagglekit is installed from the wheel into its own folder, first on the path: the test's environment
-        # is never changed, and the notebook imports the wheel's kagglekit, not this checkout.
-        "KAGGLEKIT_PIP_ARGS": f"--target {site} --no-deps",
-        "PYTHONPATH": os.pathsep.join([str(guard), str(site)]),
-        "KK_NETWORK_LOG": str(tmp_path / "network.log"),
-        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-        "PIP_NO_CACHE_DIR": "1",
-        "PIP_CONFIG_FILE": os.devnull,  # only the attached wheels, as on Kaggle: not this machine's pip settings
     }
-    for name in [n for n in os.environ if n.startswith("PIP_")]:
-        monkeypatch.delenv(name)
-    for name, value in environment.items():
-        monkeypatch.setenv(name, value)
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    client = nbclient.NotebookClient(
-        notebook, timeout=170, kernel_name="python3", resources={"metadata": {"path": str(working)}}
-    )
-    client.execute()
-    printed = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
-    assert f"from {site / 'kagglekit'}" in printed
+    _, working, site = run_offline(NOTEBOOK, tmp_path, monkeypatch, parameters, timeout=170)
     assert (site / "kagglekit" / "competitions" / "paddy.py").is_file() and not (site / "competitions").exists()
     submission = working / "submission.csv"
     report = check_submission(submission, paddy, sample.data_dir / paddy.sample_submission)
@@ -560,8 +512,3 @@ def test_offline_notebook_runs_top_to_bottom(
     ]
     exported = working / "members" / "second"
     assert Probabilities.load(exported, "test").ids == pd.read_csv(submission)["image_id"].astype(str).tolist()
-    assert not (tmp_path / "network.log").exists()
-    probe = "import socket; socket.create_connection(('192.0.2.1', 9), timeout=1)"  # TEST-NET-1: never routed
-    monkeypatch.setenv("KK_NETWORK_LOG", str(tmp_path / "probe.log"))
-    assert subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode
-    assert "192.0.2.1" in (tmp_path / "probe.log").read_text()  # the guard was loaded in every process

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from colours import COLOURS, colours
+from colours import COLOURS, colours, registered
 from test_report import Page, decoded
 
 from kagglekit.data.items import Items
@@ -22,7 +22,8 @@ CLASSES = sorted(COLOURS)
 
 @pytest.fixture(scope="module")
 def reviewed(colours_run):
-    csv, html = write_review(colours_run.folder, data=run_data(colours_run.folder, competition=colours()), top=12)
+    with registered():
+        csv, html = write_review(colours_run.folder, data=run_data(colours_run.folder, competition=colours()), top=12)
     return pd.read_csv(csv, dtype={"id": str}, keep_default_na=False), html
 
 

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from kagglekit.cli.common import console, print_check, print_table
 from kagglekit.defaults import DOWNLOADS
+from kagglekit.errors import KaggleError
 
 
 def download(
@@ -25,12 +26,42 @@ def download(
     console.print(f"Competition files: [bold]{escape(str(folder))}[/] (use with `--data {escape(str(folder))}`)")
 
 
+def _report(result, timeout: float) -> None:
+    """What Kaggle said of a submission, and where it was recorded; exit status 1 when Kaggle could not score it."""
+    record = result.record
+    if record.status == "complete":
+        console.print(f"[green]✓[/] Submission {record.ref} scored: public [bold]{record.public_score}[/]")
+    elif record.status == "error":
+        console.print(f"[bold red]✗[/] Kaggle could not score submission {record.ref}: "
+                      f"{escape(str(record.error_description))}")  # fmt: skip
+    elif result.unfollowed:
+        console.print(
+            f"[yellow]![/] Submission {record.ref} was made, but Kaggle could not be asked for its score "
+            f"({escape(result.unfollowed)}); `kagglekit submissions {record.competition}` shows it later (do not "
+            "submit it again)."
+        )
+    else:
+        console.print(
+            f"Submission {record.ref} was made and is still being scored after {timeout:.0f} s; "
+            f"`kagglekit submissions {record.competition}` shows its score later (do not submit it again)."
+        )
+    console.print(f"Recorded in {result.sidecar}" + (f" and {result.run_record}" if result.run_record else ""))
+    if record.status == "error":
+        raise typer.Exit(1)
+
+
 def submit(
-    file: Annotated[Path, typer.Argument(help="The submission CSV.")],
     message: Annotated[str, typer.Option("--message", "-m", help="Description of the submission on Kaggle.")],
+    file: Annotated[Path | None, typer.Argument(help="The submission CSV (not with --kernel).")] = None,
     competition: Annotated[
-        str | None, typer.Option(help="Competition name; by default the folder of submissions/<competition>/FILE.")
+        str | None,
+        typer.Option(help="Competition name (default: from submissions/<competition>/FILE, or the notebook's)."),
     ] = None,
+    kernel: Annotated[
+        str | None,
+        typer.Option(help="Code competition: submit this notebook's output (OWNER/SLUG), as Kaggle reruns it."),
+    ] = None,
+    version: Annotated[int | None, typer.Option(help="With --kernel: the notebook version (default: current).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Submit even if the submission checks fail.")] = False,
     data: Annotated[
         Path | None, typer.Option(help="Folder with the competition's files, for its sample submission.")
@@ -41,10 +72,16 @@ def submit(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for Kaggle's score.")] = 600.0,
     poll_interval: Annotated[float, typer.Option(help="Seconds between checks of the score.")] = 10.0,
 ) -> None:
-    """Check a submission file, submit it to Kaggle, and wait for its score."""
-    from kagglekit.kaggle.submissions import SubmissionRefused
+    """Check a submission file and submit it, or submit a code competition's notebook; wait for the score."""
+    from kagglekit.kaggle.submissions import SubmissionRefused, submit_kernel
     from kagglekit.kaggle.submissions import submit as send
 
+    if (file is None) == (kernel is None):
+        raise KaggleError("Give either a submission FILE or --kernel OWNER/SLUG (a code competition's notebook).")
+    if kernel is not None:
+        _report(submit_kernel(kernel, message, competition, version, timeout=timeout, poll_interval=poll_interval,
+                              console=console), timeout)  # fmt: skip
+        return
     try:
         result = send(file, competition, message, force, data=data, runs=runs, timeout=timeout,
                       poll_interval=poll_interval, console=console)  # fmt: skip
@@ -55,20 +92,7 @@ def submit(
     if result.check.errors:
         console.print("[yellow]![/] submitted although the checks below failed (--force)")
     print_check(result.check)
-    record = result.record
-    if record.status == "complete":
-        console.print(f"[green]✓[/] Submission {record.ref} scored: public [bold]{record.public_score}[/]")
-    elif record.status == "error":
-        console.print(f"[bold red]✗[/] Kaggle could not score submission {record.ref}: "
-                      f"{escape(str(record.error_description))}")  # fmt: skip
-    else:
-        console.print(
-            f"Submission {record.ref} was made and is still being scored after {timeout:.0f} s; "
-            f"`kagglekit submissions {record.competition}` shows its score later (do not submit it again)."
-        )
-    console.print(f"Recorded in {result.sidecar}" + (f" and {result.run_record}" if result.run_record else ""))
-    if record.status == "error":
-        raise typer.Exit(1)
+    _report(result, timeout)
 
 
 def submissions(

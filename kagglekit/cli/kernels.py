@@ -85,30 +85,51 @@ def pack_weights(
     _show(pack(archs, dest, dataset, files=weights_from), push)
 
 
+AcceleratorOption = Annotated[
+    str,
+    typer.Option(help="Kaggle's accelerator (machine_shape): NvidiaTeslaT4 (two T4s), NvidiaL4, ..., or cpu."),
+]
+
+
 @kaggle_app.command("push-kernel")
 def push_kernel(
     competition: Annotated[str, typer.Argument(help="Competition name (see `kagglekit list`).")],
     recipe: Annotated[str, typer.Option(help="Recipe name of the competition, or a .toml file.")] = "gpu",
+    inference: Annotated[
+        str | None,
+        typer.Option(help="The inference notebook for this pack dataset (from `kagglekit export --push`)."),
+    ] = None,
     wheels_dataset: WheelsOption = None,
     weights_dataset: WeightsOption = None,
     owner: OwnerOption = None,
+    accelerator: AcceleratorOption = "NvidiaTeslaT4",
+    time_budget: Annotated[
+        float | None, typer.Option(help="With --inference: hours the prediction may take (default: 9 minus 1).")
+    ] = None,
     dest: Annotated[
         Path | None, typer.Option(help="Where the notebook's folder goes (default: runs/<competition>/kernels).")
     ] = None,
     push: Annotated[bool, typer.Option("--push/--no-push", help="Push it, or only write the folder.")] = True,
 ) -> None:
-    """Write the offline notebook and its kernel-metadata.json (GPU on, internet off) and push it to Kaggle."""
+    """Write a notebook and its kernel-metadata.json (accelerator named, internet off) and push it to Kaggle: the
+    offline notebook that runs a recipe, or with --inference the notebook that predicts from a pack."""
     from kagglekit.kaggle.kernels import push_kernel as send
-    from kagglekit.kaggle.kernels import write_kernel
+    from kagglekit.kaggle.kernels import write_inference_kernel, write_kernel
     from kagglekit.kaggle.packs import owner_of
 
     dest = dest or runs_dir() / get_competition(competition).name / "kernels"
-    folder = write_kernel(dest, competition, recipe, owner_of(owner), wheels_dataset=wheels_dataset,
-                          weights_dataset=weights_dataset)  # fmt: skip
+    if inference is not None:
+        folder = write_inference_kernel(dest, competition, inference, owner_of(owner), wheels_dataset=wheels_dataset,
+                                        time_budget=time_budget, accelerator=accelerator)  # fmt: skip
+    else:
+        folder = write_kernel(dest, competition, recipe, owner_of(owner), wheels_dataset=wheels_dataset,
+                              weights_dataset=weights_dataset, accelerator=accelerator)  # fmt: skip
     console.print(f"Notebook written to [bold]{folder}[/]")
     if push:
         kernel = send(folder)
         console.print(f"[green]✓[/] Pushed {kernel.ref} version {kernel.version}: {kernel.url}")
+        if inference is not None:
+            console.print(f"Once it has run: `kagglekit submit --kernel {kernel.ref} -m MESSAGE`")
 
 
 @kaggle_app.command()

@@ -3,7 +3,7 @@
 from kagglekit._lazy import attach
 
 __getattr__, __dir__, __all__ = attach(__name__, {
-    "Items": ".items", "load_items": ".items", "vocabularies": ".items",
+    "Items": ".items", "load_items": ".items", "load_test_items": ".items", "vocabularies": ".items",
     "locate_data": ".locate",
     "load_splits": ".splits", "make_folds": ".splits", "make_splits": ".splits", "save_splits": ".splits",
     "PreparedItems": ".images", "input_channels": ".images", "prepare_images": ".images", "recipe_cover": ".images",

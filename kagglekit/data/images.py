@@ -85,7 +85,7 @@ def prepare_images(
         log.warning("Skipping %d unreadable training image(s), e.g. %s: %s (listed in skipped_items.csv)",
                     len(failed_train), first["path"], first["reason"])  # fmt: skip
     skipped = pd.concat([items.skipped, failed_train.assign(line=pd.NA)], ignore_index=True)
-    if len(train) == 0:
+    if len(train) == 0 and len(items.train):  # a test-only table (prediction) has no training rows
         raise DataError(f"None of the {len(items.train)} training images could be decoded: {report.summary()}")
     prepared = Items(items.data_dir, train, test, items.sample_submission, skipped)
     return PreparedItems(prepared, failed_test[["id", "path", "reason"]].reset_index(drop=True), report.counts())

@@ -147,7 +147,7 @@ def load_items(competition: Competition, data_dir: Path, images: bool = True) ->
     data_dir = Path(data_dir)
     table = _read_csv(data_dir / competition.train_csv, competition.columns, "training rows")
     table = table.apply(lambda column: column.str.strip())
-    sample = _read_csv(data_dir / competition.sample_submission, [competition.id_column], "test ids to predict")
+    sample = _read_sample(competition, data_dir)
 
     train = pd.DataFrame({"id": table[competition.id_column]})
     for task in competition.tasks.values():
@@ -159,13 +159,28 @@ def load_items(competition: Competition, data_dir: Path, images: bool = True) ->
     if len(skipped):
         _report_skipped(skipped, len(train), data_dir / competition.train_csv, data_dir)
     train = train[reasons == ""].reset_index(drop=True)
+    test = _test_table(competition, data_dir, sample, images)
+    return Items(data_dir=data_dir, train=train, test=test, sample_submission=sample, skipped=skipped)
 
+
+def load_test_items(competition: Competition, data_dir: Path, images: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The test rows (`id`, `path`) in the sample submission's order, and the sample submission itself: all that
+    predicting a submission needs (an inference pack reads nothing else). A missing test image is a `DataError`."""
+    sample = _read_sample(competition, Path(data_dir))
+    return _test_table(competition, Path(data_dir), sample, images), sample
+
+
+def _read_sample(competition: Competition, data_dir: Path) -> pd.DataFrame:
+    return _read_csv(data_dir / competition.sample_submission, [competition.id_column], "test ids to predict")
+
+
+def _test_table(competition: Competition, data_dir: Path, sample: pd.DataFrame, images: bool) -> pd.DataFrame:
+    """The test rows (`id`, `path`) in the sample submission's order; a repeated id is a `DataError`."""
     ids = sample[competition.id_column]
     if ids.duplicated().any():
         raise DataError(f"{competition.sample_submission}: duplicate id {ids[ids.duplicated()].iloc[0]!r}.")
     paths = [str(p) for p in _test_paths(data_dir, competition, ids)] if images else ""
-    test = pd.DataFrame({"id": ids, "path": paths})
-    return Items(data_dir=data_dir, train=train, test=test, sample_submission=sample, skipped=skipped)
+    return pd.DataFrame({"id": ids, "path": paths})
 
 
 def fingerprint(items: Items) -> str | None:

@@ -71,19 +71,32 @@ def tune_weights(
     return (weights / weights.sum()).round(4).tolist()
 
 
-def training_prior(
-    train: pd.DataFrame, competition: Competition, vocab: dict[str, list[str]], ids: Sequence[str]
-) -> Probabilities:
-    """Every task's class frequencies in `train` (an item table), as the prediction for each of `ids`: the best
-    constant prediction, for test images no member could read."""
-    tasks = {}
+def class_shares(train: pd.DataFrame, competition: Competition, vocab: dict[str, list[str]]) -> dict[str, np.ndarray]:
+    """Every task's class frequencies in `train` (an item table), in `vocab` order: the share of rows with each class
+    (summing to 1 for single-label tasks; per-tag rates for multi-label ones). An inference pack carries them, so the
+    training prior exists where the training table does not."""
+    shares = {}
     for name, classes in vocab.items():
         task = competition.tasks[name]
         labels = train[task.column]
         if task.kind == "multi":
             labels = labels.str.split(task.label_delim).explode()
         share = labels.value_counts().reindex(classes, fill_value=0).to_numpy(dtype=np.float32) / len(train)
-        if task.kind == "single":
-            share = share / share.sum()
-        tasks[name] = np.tile(share, (len(ids), 1))
+        shares[name] = share / share.sum() if task.kind == "single" else share
+    return shares
+
+
+def prior_probabilities(
+    shares: dict[str, np.ndarray], vocab: dict[str, list[str]], ids: Sequence[str]
+) -> Probabilities:
+    """The class shares (see `class_shares`) as the prediction for each of `ids`: the best constant prediction."""
+    tasks = {name: np.tile(np.asarray(shares[name], dtype=np.float32), (len(ids), 1)) for name in vocab}
     return Probabilities(list(ids), tasks, vocab)
+
+
+def training_prior(
+    train: pd.DataFrame, competition: Competition, vocab: dict[str, list[str]], ids: Sequence[str]
+) -> Probabilities:
+    """Every task's class frequencies in `train` (an item table), as the prediction for each of `ids`: the best
+    constant prediction, for test images no member could read."""
+    return prior_probabilities(class_shares(train, competition, vocab), vocab, ids)

@@ -15,6 +15,7 @@ import stat
 import tempfile
 import threading
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +28,7 @@ from kagglekit._io import utc_now, write_json
 from kagglekit.defaults import DOWNLOADS
 from kagglekit.errors import KaggleError, PluginError
 from kagglekit.kaggle.auth import client_errors, find_credentials, kaggle_client
+from kagglekit.kaggle.retry import retrying
 from kagglekit.registry import get_competition
 
 if TYPE_CHECKING:
@@ -151,6 +153,21 @@ def _fetch(api: KaggleApi, slug: str, archive: Path, console: Console | None) ->
                 api.download_file(response, str(archive), kaggle.http_client(), quiet=True, resume=True)
 
 
+def _extract_members(
+    zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], folder: Path, total: int, console: Console | None
+) -> None:
+    """Every file of the archive (`total` bytes) into `folder`, each one's CRC checked as it is read; then links."""
+    with _progress(console) as progress:
+        task = progress.add_task(f"Extracting {Path(str(zf.filename)).name}", total=total)
+        for info in members:
+            if not _is_symlink(info):
+                zf.extract(info, folder)
+                progress.advance(task, info.file_size)
+    for info in filter(_is_symlink, members):  # after the files, so no file is written through a link
+        (folder / info.filename).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(_link_target(zf, info), folder / info.filename)
+
+
 def _extract(archive: Path, target: Path, slug: str, console: Console | None) -> None:
     """Extract into a temporary sibling folder, write the manifest, then rename it into place."""
     try:
@@ -171,15 +188,15 @@ def _extract(archive: Path, target: Path, slug: str, console: Console | None) ->
         total = sum(info.file_size for info in members)
         _check_space(target.parent, total, f"extract {archive.name} ({_size(total)})")
         folder = Path(tempfile.mkdtemp(prefix=f".{slug}.extract-", dir=target.parent))
-        with _progress(console) as progress:
-            task = progress.add_task(f"Extracting {archive.name}", total=total)
-            for info in members:
-                if not _is_symlink(info):
-                    zf.extract(info, folder)
-                    progress.advance(task, info.file_size)
-            for info in filter(_is_symlink, members):  # after the files, so no file is written through a link
-                (folder / info.filename).parent.mkdir(parents=True, exist_ok=True)
-                os.symlink(_link_target(zf, info), folder / info.filename)
+        try:
+            _extract_members(zf, members, folder, total, console)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as error:  # a member's bytes fail their CRC, or cut short
+            zf.close()
+            shutil.rmtree(folder)
+            archive.unlink()
+            raise KaggleError(
+                f"{archive} is corrupt ({error}); deleted it and the partial extraction, run the download again."
+            ) from None
     files = {
         path.relative_to(folder).as_posix(): path.stat().st_size
         for path in sorted(folder.rglob("*"))
@@ -219,7 +236,7 @@ def download(competition: str, dest: Path = DOWNLOADS, console: Console | None =
     credentials = find_credentials()
     api = kaggle_client(credentials)
     with client_errors(f"download '{slug}'", credentials, competition=slug):
-        _fetch(api, slug, archive, console)
+        retrying(lambda: _fetch(api, slug, archive, console), f"download '{slug}'")
     _extract(archive, target, slug, console)
     archive.unlink()
     return target

@@ -25,6 +25,7 @@ from kagglekit.errors import KaggleError
 from kagglekit.kaggle.auth import Credentials, client_errors, find_credentials, kaggle_client
 from kagglekit.kaggle.kernels import Kernel, push_notebook, write_kernel
 from kagglekit.kaggle.packs import owner_of
+from kagglekit.kaggle.retry import retrying
 from kagglekit.pipeline.combine import ensemble_members
 from kagglekit.pipeline.data import labels_only
 from kagglekit.pipeline.members import MemberOutput
@@ -52,7 +53,7 @@ def _poll(api: KaggleApi, credentials: Credentials, kernels: list[Kernel]) -> No
         if kernel.status in FINAL:
             continue
         with client_errors(f"get the status of notebook {kernel.ref}", credentials):
-            response = api.kernels_status(kernel.ref)
+            response = retrying(lambda k=kernel: api.kernels_status(k.ref), f"get the status of {kernel.ref}")
         kernel.status = response.status.name.lower()
         kernel.failure = response.failure_message or None
 
@@ -83,7 +84,8 @@ def _download(api: KaggleApi, credentials: Credentials, kernel: Kernel, folder: 
     member = str(kernel.member)
     pattern = rf"^members/{re.escape(member)}/(valid|test)_[A-Za-z0-9_.-]+$"
     with client_errors(f"download the output of notebook {kernel.ref}", credentials):
-        api.kernels_output(kernel.ref, str(folder), file_pattern=pattern, force=True, quiet=True)
+        retrying(lambda: api.kernels_output(kernel.ref, str(folder), file_pattern=pattern, force=True, quiet=True),
+                 f"download the output of {kernel.ref}")  # fmt: skip
     member_dir = folder / "members" / member
     try:
         return Probabilities.load(member_dir, "valid"), Probabilities.load(member_dir, "test")

@@ -23,6 +23,12 @@ def in_kaggle_notebook() -> bool:
     return "KAGGLE_KERNEL_RUN_TYPE" in os.environ
 
 
+def is_competition_rerun() -> bool:
+    """Kaggle sets KAGGLE_IS_COMPETITION_RERUN while it reruns a code competition's notebook on the hidden test set
+    (which can hold more images than the public one)."""
+    return os.environ.get("KAGGLE_IS_COMPETITION_RERUN", "").strip().lower() not in ("", "0", "false")
+
+
 def input_root() -> Path:
     """The notebook's read-only input mount."""
     return Path(os.environ.get("KAGGLEKIT_INPUT_ROOT", KAGGLE_INPUT))

@@ -8,6 +8,7 @@ Each pack is a folder with a `dataset-metadata.json`, pushed with the official c
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import re
 import shlex
@@ -29,6 +30,8 @@ from kagglekit.train.weights import timm_overlay
 if TYPE_CHECKING:
     import torch.nn
 
+    from kagglekit.predict.pack import InferencePack
+
 DATASET_METADATA = "dataset-metadata.json"
 WHEELS_SLUG = "kagglekit-wheels"
 WEIGHTS_SLUG = "kagglekit-weights"
@@ -48,6 +51,7 @@ NEVER_PACKED = {"torch", "torchvision", "torchaudio"}  # the image's CUDA builds
 _BUILD_IGNORED = (".git", ".venv", "venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache")
 _CHECKOUT_OUTPUTS = {"runs", "data", "submissions", "packs"}  # a checkout's own outputs, skipped at its top level
 _DATASET_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{4,48}[a-z0-9]$")
+SLUG_MAX = 50  # characters in a Kaggle dataset or notebook slug
 
 
 def owner_of(owner: str | None, credentials: Credentials | None = None) -> str:
@@ -65,6 +69,15 @@ def owner_of(owner: str | None, credentials: Credentials | None = None) -> str:
             f"The credentials from {credentials.source} do not name a Kaggle user; pass your username with --owner."
         )
     return credentials.username
+
+
+def short_slug(text: str, limit: int = SLUG_MAX) -> str:
+    """Kaggle's slug of a title (python-slugify, as the client checks it, for ASCII titles), at most `limit`
+    characters: a longer one keeps its start and ends with a hash of the whole, so it stays unique."""
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    if len(slug) > limit:
+        slug = f"{slug[: limit - 9].rstrip('-')}-{hashlib.sha1(slug.encode()).hexdigest()[:8]}"
+    return slug
 
 
 def dataset_ref(dataset: str | None, default_slug: str) -> str:
@@ -187,6 +200,23 @@ def pack_wheels(
     )
     metadata = write_dataset_metadata(dest, ref, "kagglekit wheels", description)
     return Pack(dest, ref, files, metadata)
+
+
+def inference_dataset(pack: InferencePack, dataset: str | None = None) -> Pack:
+    """The exported pack's folder as a dataset to push (`dataset`: OWNER/SLUG or SLUG; default
+    `kagglekit-<competition>-<run>` under the credentials' user), with its `dataset-metadata.json`."""
+    run = str(pack.source.get("run") or "pack")
+    ref = dataset_ref(dataset, short_slug(f"kagglekit {pack.competition} {run}"))
+    files = sorted(
+        p for p in pack.folder.iterdir() if p.suffix in (".json", ".safetensors") and p.name != DATASET_METADATA
+    )
+    description = (
+        f"kagglekit inference pack of run {run} for {pack.competition}: {len(pack.members)} member(s), weights as "
+        f"safetensors and JSON only. Predict with `kagglekit predict /kaggle/input/{ref.split('/')[1]}` or the "
+        "kagglekit inference notebook (`kagglekit kaggle push-kernel COMPETITION --inference OWNER/SLUG`)."
+    )
+    title = f"kagglekit {pack.competition} {run}"[:50].strip()
+    return Pack(pack.folder, ref, files, write_dataset_metadata(pack.folder, ref, title, description))
 
 
 # --- weights ---

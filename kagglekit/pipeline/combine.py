@@ -38,8 +38,9 @@ class EnsembleOutput:
 
     `valid` covers the rows held out from every member (`rows` of them), `test` every test id. `members` names the
     members averaged and `weights` gives one weight each (the recipe's, or tuned); `excluded` the members left out
-    as broken. `thresholds` are tuned for multi-label submissions (None: 0.5). `score_no_tta` is the same ensemble
-    of the members' plain passes; `best_member` the best member's (name, score) on the same rows.
+    as broken. `thresholds` are tuned for multi-label submissions (None: 0.5); `prior` holds the training class
+    shares that undecodable test images were predicted with. `score_no_tta` is the same ensemble of the members'
+    plain passes; `best_member` the best member's (name, score) on the same rows.
     """
 
     competition: Competition
@@ -54,6 +55,7 @@ class EnsembleOutput:
     excluded: list[str] = field(default_factory=list)
     score_no_tta: float | None = None
     best_member: tuple[str, float] | None = None
+    prior: dict[str, np.ndarray] | None = None
 
     @property
     def rows(self) -> int:
@@ -65,11 +67,24 @@ class EnsembleOutput:
         return self.thresholds.thresholds if self.thresholds is not None else 0.5
 
     def save(self, folder: Path) -> None:
-        """Probabilities, and `members.json`: the weight of each member averaged, and those left out."""
+        """The probabilities, and `ensemble.json`: what an inference pack needs to combine members as this did (the
+        weight of each member averaged, tuned or not, thresholds, the prior), and the members left out."""
         self.valid.save(folder, "valid")
         self.test.save(folder, "test")
-        weights = dict(zip(self.members, self.weights, strict=True))
-        write_json(folder / "members.json", {"weights": weights, "excluded": self.excluded})
+        prior = None if self.prior is None else {task: np.asarray(p).tolist() for task, p in self.prior.items()}
+        write_json(folder / "ensemble.json", {
+            "weights": dict(zip(self.members, self.weights, strict=True)), "tuned_weights": self.tuned_weights,
+            "thresholds": self.thresholds.to_dict() if self.thresholds is not None else None, "prior": prior,
+            "excluded": self.excluded,
+        })  # fmt: skip
+
+
+def ensemble_test(tests: Sequence[Probabilities], weights: Sequence[float], data: Data | None) -> Probabilities:
+    """The weighted mean of the members' test probabilities, completed with the training prior (`Data.fallback`) of
+    the tasks they predict for every test image no member could read."""
+    test = mean_probabilities(tests, weights)
+    fallback = data.fallback(test.tasks) if data is not None else None
+    return test if fallback is None else test.concat(fallback)
 
 
 def _tuned_weights(members: Sequence[MemberOutput], valid: Probabilities, data: Data) -> list[float]:
@@ -179,14 +194,13 @@ def ensemble_members(members: Sequence[MemberOutput], recipe: Recipe, data: Data
             score = score_validation(valid, data.items.train, competition, cutoffs)
     else:
         notes.append("no labels at hand: the ensemble is not scored and multi-label tags use a 0.5 threshold")
-    test = mean_probabilities([m.test for m in members], weights)
-    fallback = data.fallback(test.vocab) if isinstance(data, Data) else None  # the tasks the members predict
-    if fallback is not None:
-        test = test.concat(fallback)
+    labelled = data if isinstance(data, Data) else None
+    test = ensemble_test([m.test for m in members], weights, labelled)
     excluded = [m.name for m in everyone if m.name not in {kept.name for kept in members}]
+    prior = labelled.prior() if labelled is not None else None
     ens = EnsembleOutput(competition, valid, test, weights, tuned, thresholds, score, notes,
-                         [m.name for m in members], excluded)  # fmt: skip
-    if isinstance(data, Data) and valid.ids:
+                         [m.name for m in members], excluded, prior=prior)  # fmt: skip
+    if labelled is not None and valid.ids:
         ens.score_no_tta = _score_no_tta(members, ens, data)
         below = _best_member(members, ens, data) if len(members) > 1 else None
         ens.notes.extend([below] if below else [])

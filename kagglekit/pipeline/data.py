@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from kagglekit.competition import Competition
@@ -13,7 +14,7 @@ from kagglekit.data.corrections import apply_corrections
 from kagglekit.data.images import DEFAULT_COVER, prepare_images, recipe_cover
 from kagglekit.data.items import Items, load_items, vocabularies
 from kagglekit.defaults import cache_root
-from kagglekit.ensemble.combine import training_prior
+from kagglekit.ensemble.combine import class_shares, prior_probabilities
 from kagglekit.ensemble.probabilities import Probabilities
 from kagglekit.recipe import Recipe
 
@@ -25,7 +26,8 @@ class Data:
     `items.train` / `items.test` have one row per image (`id`, `path` the loaders open, one column per task);
     `vocab` lists each task's classes in output order; `undecodable_test` (id, path, reason) holds the test images
     no model can read, which the ensemble predicts with the training prior; `image_cache` counts the images the cache
-    decoded now, reused, could not read, and decoded with a note.
+    decoded now, reused, could not read, and decoded with a note. `shares` are the training class shares when the
+    training table is not at hand (an inference pack's); otherwise they come from `items.train`.
     """
 
     competition: Competition
@@ -33,14 +35,19 @@ class Data:
     vocab: dict[str, list[str]]
     undecodable_test: pd.DataFrame
     image_cache: dict[str, int] = field(default_factory=dict)
+    shares: dict[str, np.ndarray] | None = None
+
+    def prior(self) -> dict[str, np.ndarray]:
+        """Each task's class shares in the training labels (see `kagglekit.ensemble.class_shares`)."""
+        return self.shares if self.shares is not None else class_shares(self.items.train, self.competition, self.vocab)
 
     def fallback(self, tasks: Iterable[str] | None = None) -> Probabilities | None:
-        """The training prior of `tasks` (default: all) for every undecodable test image (None when there is none)."""
+        """The training prior of `tasks` (default: every task) for every undecodable test image (None when there is
+        none)."""
         if not len(self.undecodable_test):
             return None
-        ids = self.undecodable_test["id"].tolist()
         vocab = self.vocab if tasks is None else {task: self.vocab[task] for task in tasks}
-        return training_prior(self.items.train, self.competition, vocab, ids)
+        return prior_probabilities(self.prior(), vocab, self.undecodable_test["id"].tolist())
 
 
 def prepare_data(

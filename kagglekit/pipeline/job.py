@@ -115,12 +115,30 @@ def _record_data(record: RunRecord, data: Data) -> None:
     if len(items.skipped):
         write_csv(record.artifact("skipped_items", record.folder / "skipped_items.csv"), items.skipped)
         record.notes.append(f"{len(items.skipped)} training rows skipped; see skipped_items.csv")
+    record_undecodable(record, data)
+
+
+def record_undecodable(record: RunRecord, data: Data) -> None:
+    """Warn loudly about test images no member can read (they get the training prior), and list them in
+    `undecodable_test.csv` beside the record."""
     if len(data.undecodable_test):
         write_csv(record.artifact("undecodable_test", record.folder / "undecodable_test.csv"), data.undecodable_test)
         log.warning("%d TEST image(s) could not be decoded and get the training prior as their prediction: %s. "
                     "See undecodable_test.csv in the run folder.", len(data.undecodable_test),
                     ", ".join(data.undecodable_test["id"].iloc[:10]))  # fmt: skip
         record.notes.append(f"{len(data.undecodable_test)} undecodable test images predicted with the training prior")
+
+
+def record_submission(record: RunRecord, ensemble: EnsembleOutput, data: Data, name: str,
+                      submissions_dir: Path | None) -> SubmissionOutput:  # fmt: skip
+    """`write_and_check` the ensemble's submission and record the check; in a Kaggle notebook a file that passes is
+    also published as /kaggle/working/submission.csv, the file a code competition scores."""
+    written = write_and_check(ensemble, data, name, submissions_dir, record.folder)
+    record.metrics["submission_check"] = written.check.to_dict()
+    published = publish_submission(written.path) if written.check.ok else None
+    if published is not None:
+        record.artifact("kaggle_submission", published)
+    return written
 
 
 def _record_results(record: RunRecord, members: list[MemberOutput], ens: EnsembleOutput) -> None:
@@ -167,14 +185,10 @@ def _run_stages(record: RunRecord, competition: Competition, recipe: Recipe, dat
         return result
     with record.step("ensemble"):
         result.ensemble = ensemble_members(result.members, recipe, prepared)
-        result.ensemble.save(record.folder / "ensemble")
+        result.ensemble.save(record.artifact("ensemble", record.folder / "ensemble"))
         _record_results(record, result.members, result.ensemble)
     with record.step("submission"):
-        result.written = write_and_check(result.ensemble, prepared, name, submissions_dir, record.folder)
-        record.metrics["submission_check"] = result.check.to_dict()
-        published = publish_submission(result.submission) if result.check.ok else None
-        if published is not None:  # in a Kaggle notebook: the file a code competition scores
-            record.artifact("kaggle_submission", published)
+        result.written = record_submission(record, result.ensemble, prepared, name, submissions_dir)
         if answers:
             truth = pd.read_csv(answers, dtype=str, keep_default_na=False)
             result.test_score = record.metrics[f"test_{competition.metric}"] = score_submission(

@@ -43,25 +43,24 @@ def _out_of_fold(run: RunFiles) -> Probabilities | None:
     return mean_probabilities([m.valid for m in used], [_weight(m) for m in used]) if used else None
 
 
-def _seen(run: RunFiles, data: Data, held_out: set[str], device: str | None) -> Probabilities:
-    """The run's ensemble (plain pass, no TTA) on every training row not in `held_out`."""
-    import torch
-
-    from kagglekit.predict.export import predict_run
+def _seen(run: RunFiles, data: Data, held_out: set[str]) -> Probabilities:
+    """The run's ensemble (plain pass, no TTA) on every training row not in `held_out`, read as an inference pack
+    reads it (the members it averaged, with their weights; on the GPU when there is one)."""
+    from kagglekit.predict.pack import load_pack
+    from kagglekit.predict.submission import member_probabilities
 
     rows = data.items.train[~data.items.train["id"].isin(held_out)]
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return predict_run(run.folder, rows["path"].tolist(), device=device, ids=rows["id"].tolist())
+    pack = load_pack(run.folder)
+    return mean_probabilities([member_probabilities(m, rows, 0) for m in pack.members], pack.weights)
 
 
-def review_labels(run: RunFiles, data: Data, device: str | None = None) -> pd.DataFrame:
+def review_labels(run: RunFiles, data: Data) -> pd.DataFrame:
     """Every training row of `data`, most likely mislabelled first: `rank, id, given_label, predicted_label,
     probability, loss, split, wrong, action, label` (`wrong`: the prediction differs from the given label; the
     last two columns are empty, for the user's corrections).
 
     `split` says where the evidence comes from: `out-of-fold`, `valid` (held out from every member) or
-    `train (seen)` (predicted by members that trained on the row). `device` runs the members for seen rows
-    (default: CUDA when available).
+    `train (seen)` (predicted by members that trained on the row).
     """
     cutoffs = run.thresholds.thresholds if run.thresholds is not None else 0.5
     probs = _out_of_fold(run)
@@ -71,7 +70,7 @@ def review_labels(run: RunFiles, data: Data, device: str | None = None) -> pd.Da
         probs = run.ensemble_valid.subset([i for i in run.ensemble_valid.ids if i in set(data.items.train["id"])])
         splits = dict.fromkeys(probs.ids, VALID)
         if len(probs.ids) < len(data.items.train):
-            seen = _seen(run, data, set(probs.ids), device)
+            seen = _seen(run, data, set(probs.ids))
             probs, splits = probs.concat(seen), {**splits, **dict.fromkeys(seen.ids, SEEN)}
     j = judge(probs, data, cutoffs)
     frame = pd.DataFrame({"id": j.ids, "given_label": j.truth, "predicted_label": j.predicted,
@@ -101,7 +100,7 @@ def contact_sheet(review: pd.DataFrame, data: Data, run_name: str, top: int = CO
 
 
 def write_review(run_dir: Path, data: Data | None = None, data_dir: Path | None = None,
-                 top: int = CONTACT_SHEET, device: str | None = None) -> tuple[Path, Path]:  # fmt: skip
+                 top: int = CONTACT_SHEET) -> tuple[Path, Path]:  # fmt: skip
     """Write `review.csv` (every training row, ranked) and `review.html` (the `top` rows) in the run folder.
 
     `data` defaults to the run's data read again (see `kagglekit.report.run_data`). Raises `DataError` when the run
@@ -109,7 +108,7 @@ def write_review(run_dir: Path, data: Data | None = None, data_dir: Path | None 
     """
     run_dir = Path(run_dir)
     data = data if data is not None else run_data(run_dir, data_dir)
-    review = review_labels(load_run(run_dir), data, device)
+    review = review_labels(load_run(run_dir), data)
     sheet = contact_sheet(review, data, run_dir.name, top)
     csv = write_csv(run_dir / REVIEW_CSV, review)
     html = atomic_write(run_dir / REVIEW_HTML, lambda tmp: tmp.write_text(sheet, encoding="utf-8"))
