@@ -242,6 +242,10 @@ def parse_recipe(data: dict[str, Any], name: str, source: str = "<recipe>") -> R
         raise RecipeError(f"{source}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_RECIPE_KEYS))}.")
     if not members_data:
         raise RecipeError(f"{source}: no [[members]]; a recipe needs at least one member.")
+    unknown = sorted(set(defaults) - _MEMBER_KEYS)
+    if unknown:  # named where they are written, not in the first member that inherits them
+        raise RecipeError(f"{source} [defaults]: unknown key(s) {', '.join(unknown)}; allowed: "
+                          f"{', '.join(sorted(_MEMBER_KEYS))}.")  # fmt: skip
     members = tuple(_member(table, defaults, f"{source} [[members]] #{i + 1}") for i, table in enumerate(members_data))
     names = [m.name for m in members]
     if len(set(names)) != len(names):
