@@ -5,7 +5,7 @@ last 10-20 batches. With few batches per epoch (156 training images in batches o
 reaches back several epochs, to weights that no longer exist; from scratch at a high learning rate the early
 activations are many times larger, so validation normalises with statistics of an older model. On a 196-image
 rice-disease set in the sample's layout, the sample recipe's resnet10t predicted one class for all 6 epochs (0.18);
-the same weights with statistics recomputed for them scored 0.82 (benchmarks/sample_recipe_robustness.py).
+with statistics restarted every epoch it scored 0.85 (benchmarks/results/sample_recipe_robustness.txt).
 
 So every epoch the statistics start again: the k-th training batch of an epoch is averaged in with momentum
 max(1/k, m), a plain mean of the epoch's batches until 1/k falls to the layer's own momentum m, then the usual
