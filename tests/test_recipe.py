@@ -32,7 +32,8 @@ def test_effective_batch_size_and_accumulation():
 def test_typos_are_errors_not_defaults():
     with pytest.raises(RecipeError, match="unknown key.*epoch"):
         parse_recipe({"members": [{"name": "m", "arch": "resnet18", "epoch": 3}]}, "r")
-    with pytest.raises(RecipeError, match=r"^<recipe> \[defaults\]: unknown key\(s\) lrr;"):  # where the typo is written
+    # named where the typo is written, not in the first member that inherits it
+    with pytest.raises(RecipeError, match=r"^<recipe> \[defaults\]: unknown key\(s\) lrr;"):
         parse_recipe({"defaults": {"lrr": 0.1}, "members": [{"name": "m", "arch": "resnet18"}]}, "r")
     with pytest.raises(RecipeError, match="unknown key.*valid_percent"):
         parse_recipe({"valid_percent": 0.1, "members": [{"name": "m", "arch": "a"}]}, "r")
