@@ -25,8 +25,8 @@ from kagglekit.kaggle.notebook import SUBMISSION_NAME
 from kagglekit.kaggle.retry import retrying
 from kagglekit.registry import get_competition
 from kagglekit.runs import find_run
-from kagglekit.submission.build import submission_run
 from kagglekit.submission.checks import CheckReport, check_submission
+from kagglekit.submission.sidecar import submission_run
 
 if TYPE_CHECKING:
     from kaggle.api.kaggle_api_extended import KaggleApi

@@ -5,6 +5,7 @@ from kagglekit._lazy import attach
 __getattr__, __dir__, __all__ = attach(__name__, {
     "METRICS": ".metrics", "Metric": ".metrics", "get_metric": ".metrics",
     "answers_for": ".build", "decisions": ".build", "score_submission": ".build", "score_validation": ".build",
-    "submission_run": ".build", "to_submission": ".build", "truth": ".build", "write_submission": ".build",
+    "to_submission": ".build", "truth": ".build", "write_submission": ".build",
+    "submission_run": ".sidecar", "submission_source": ".sidecar",
     "CheckReport": ".checks", "Comparison": ".checks", "check_submission": ".checks", "compare_submissions": ".checks",
 })  # fmt: skip

@@ -6,7 +6,6 @@ a run is computed exactly as Kaggle would compute the score of the file it write
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +17,7 @@ from kagglekit.defaults import submissions_dir
 from kagglekit.ensemble.probabilities import Probabilities
 from kagglekit.errors import SubmissionError
 from kagglekit.submission.metrics import get_metric
-
-SOURCE_SUFFIX = ".source.json"
+from kagglekit.submission.sidecar import source_path
 
 
 def _class_columns(competition: Competition, frame: pd.DataFrame) -> list[str]:
@@ -115,25 +113,6 @@ def score_validation(
     """Score validation probabilities of training rows exactly as the submission built from them is scored."""
     frame = to_submission(probs, competition, thresholds=thresholds)
     return score_submission(frame, answers_for(train, probs.ids, competition), competition)
-
-
-def source_path(submission: Path) -> Path:
-    """The sidecar `<file>.source.json` that records which run wrote a submission file."""
-    return Path(submission).with_name(Path(submission).name + SOURCE_SUFFIX)
-
-
-def submission_source(submission: Path) -> dict:
-    """What the `.source.json` sidecar says about a submission file (empty for files written some other way)."""
-    try:
-        return json.loads(source_path(submission).read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def submission_run(submission: Path) -> Path | None:
-    """The run folder that wrote `submission`, from its sidecar (None for files written some other way)."""
-    run = submission_source(submission).get("run")
-    return Path(run) if run else None
 
 
 def write_submission(
