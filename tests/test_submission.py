@@ -1,6 +1,7 @@
 """Paddy-format (label) submissions: building, writing without loss, checking every failure mode, comparing."""
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -92,6 +93,34 @@ def test_reordered_rows_warn_but_pass(paddy, sample, tmp_path):
 def test_unreadable_file_is_an_error_not_a_traceback(paddy, sample, tmp_path):
     (tmp_path / "binary.csv").write_bytes(b"\xff\xfe\x00garbage\x00")
     assert not _check(paddy, tmp_path / "binary.csv", sample).ok
+
+
+def _text(sample, tmp_path, edit) -> Path:
+    """A valid file written by hand, line by line, then edited: what pandas could not write."""
+    lines = [f"{row.image_id},{CLASSES[i % 3]}" for i, row in enumerate(pd.read_csv(sample, dtype=str).itertuples())]
+    path = tmp_path / "hand.csv"
+    path.write_text(edit(["image_id,label", *lines]))
+    return path
+
+
+RAW = {
+    "blank lines count as lines": (lambda rows: "\n".join([*rows[:3], "", rows[3].replace("200003", "999"), *rows[4:]]),
+                                   False, r"not in the sample.*line 5 \(id 999.jpg\)"),
+    "a row with a cell too many": (lambda rows: "\n".join([*rows[:4], rows[4] + ",x", *rows[5:]]), False,
+                                   r"wrong number of cells \(the header has 2\) at line 5$"),
+    "a column named twice": (lambda rows: "\n".join(["image_id,label,label"] + [r + ",blast" for r in rows[1:]]),
+                             False, r"named twice in the header \(line 1\): label"),
+    "a byte-order mark (Excel's UTF-8)": (lambda rows: "\ufeff" + "\n".join(rows), True, None),
+    "Windows line ends": (lambda rows: "\r\n".join(rows) + "\r\n", True, None),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", RAW)
+def test_files_are_read_as_the_grader_reads_them_and_problems_name_the_real_line(paddy, sample, tmp_path, case):
+    edit, ok, message = RAW[case]
+    report = _check(paddy, _text(sample, tmp_path, edit), sample)
+    assert report.ok == ok and (ok or any(re.search(message, e) for e in report.errors)), report.errors
+    assert not ok or report.warnings == []
 
 
 def test_comparison_with_prior_submissions(paddy, sample, tmp_path):

@@ -7,20 +7,27 @@ score as wrong, and probability rows that do not sum to 1 or leave [0, 1], which
 and rescales). Comparisons with earlier submissions for the same test images catch the silent failures no format
 check can: a shuffled id column or a broken model still produce a well-formed file, but they disagree with every
 earlier submission; a file predicting one class for every row is called out too.
+
+Files are read as text with the standard `csv` module (`kagglekit.submission.table`), not pandas, so that
+`kagglekit check` answers at once.
 """
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from kagglekit.competition import Competition
 from kagglekit.errors import SubmissionError
-from kagglekit.submission.build import decisions, submission_source
+from kagglekit.submission.sidecar import submission_source
+from kagglekit.submission.table import Table, read_table
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 AGREEMENT_WARNING = 0.90
 SUM_WARNING = 0.01  # a row sum further than this from 1 is worth a warning (4-decimal rounding of 120 columns is not)
@@ -64,34 +71,35 @@ class CheckReport:
         }
 
 
-def _lines(mask: pd.Series, frame: pd.DataFrame, id_column: str | None) -> str:
-    """'line 3 (id x), line 9 (id y) and 4 more' for the rows where mask is true."""
-    rows = np.flatnonzero(mask.to_numpy())
-    parts = [
-        f"line {r + 2}" + (f" (id {frame[id_column].iloc[r]})" if id_column in frame.columns else "")
-        for r in rows[:MAX_LISTED]
-    ]
+def _lines(rows: Sequence[int], table: Table, id_column: str | None) -> str:
+    """'line 3 (id x), line 9 (id y) and 4 more' for the given rows of `table`."""
+    ids = table.column(id_column) if id_column in table.columns else None
+    parts = [f"line {table.lines[r]}" + (f" (id {ids[r]})" if ids else "") for r in rows[:MAX_LISTED]]
     more = f" and {len(rows) - MAX_LISTED} more" if len(rows) > MAX_LISTED else ""
     return ", ".join(parts) + more
 
 
-def _read(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, dtype=str, keep_default_na=False)
+def _where(flags: Sequence[bool]) -> list[int]:
+    return [i for i, flag in enumerate(flags) if flag]
 
 
-def _read_sample(path: Path) -> pd.DataFrame:
+def _read_sample(path: Path) -> Table:
     if not path.is_file():
         raise SubmissionError(f"sample submission {path}: {'a folder' if path.is_dir() else 'no such file'}; "
                               "give the competition's sample_submission CSV.")  # fmt: skip
     try:
-        return _read(path)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise SubmissionError(f"sample submission {path}: cannot be read as CSV ({error}).") from None
+        return read_table(path)
+    except SubmissionError as error:
+        raise SubmissionError(f"sample submission {path}: {error}.") from None
 
 
-def _check_columns(frame: pd.DataFrame, expected: list[str], report: CheckReport) -> None:
-    missing = [c for c in expected if c not in frame.columns]
-    extra = [c for c in frame.columns if c not in expected]
+def _check_columns(table: Table, expected: list[str], report: CheckReport) -> None:
+    columns = table.columns
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    missing = [c for c in expected if c not in columns]
+    extra = [c for c in columns if c not in expected]
+    if repeated:
+        report.errors.append(f"column(s) named twice in the header (line 1): {', '.join(repeated[:MAX_LISTED])}")
     if missing:
         report.errors.append(
             f"missing column(s): {', '.join(missing[:MAX_LISTED])}"
@@ -103,149 +111,172 @@ def _check_columns(frame: pd.DataFrame, expected: list[str], report: CheckReport
             f"unexpected column(s): {', '.join(extra[:MAX_LISTED])} in the header (line 1); it must be exactly the "
             "sample submission's"
         )
-    if not missing and not extra and list(frame.columns) != expected:
-        first = next(i for i, (a, b) in enumerate(zip(frame.columns, expected, strict=True)) if a != b)
+    if not (repeated or missing or extra) and columns != expected:
+        first = next(i for i, (a, b) in enumerate(zip(columns, expected, strict=True)) if a != b)
         report.warnings.append(
-            f"columns out of order: column {first + 1} is {frame.columns[first]!r}, the sample submission has "
+            f"columns out of order: column {first + 1} is {columns[first]!r}, the sample submission has "
             f"{expected[first]!r} there (header, line 1); Kaggle matches columns by name"
         )
 
 
-def _check_ids(frame: pd.DataFrame, id_column: str, sample: pd.DataFrame | None, report: CheckReport) -> None:
-    ids = frame[id_column]
-    duplicated = ids.duplicated(keep="first")
-    if duplicated.any():
-        report.errors.append(f"duplicate id(s) at {_lines(duplicated, frame, id_column)}")
+def _check_ids(table: Table, id_column: str, sample: Table | None, report: CheckReport) -> None:
+    ids, seen, duplicated = table.column(id_column), set(), []
+    for i, id_ in enumerate(ids):
+        if id_ in seen:
+            duplicated.append(i)
+        seen.add(id_)
+    if duplicated:
+        report.errors.append(f"duplicate id(s) at {_lines(duplicated, table, id_column)}")
     if sample is None:
         report.warnings.append("no sample submission given: row count and id set were not checked")
         return
-    expected = sample[id_column]
-    if len(frame) != len(expected):
-        report.errors.append(f"{len(frame)} rows, the sample submission has {len(expected)}")
-    unknown = ~ids.isin(set(expected))
-    if unknown.any():
-        report.errors.append(f"id(s) not in the sample submission at {_lines(unknown, frame, id_column)}")
-    absent = np.flatnonzero(~expected.isin(set(ids)).to_numpy())
-    missing = expected.iloc[absent]
-    if len(missing):  # not in the file, so the lines named are the sample submission's
-        examples = ", ".join(f"{expected.iloc[r]} (sample submission line {r + 2})" for r in absent[:3])
-        report.errors.append(f"{len(missing)} id(s) of the sample submission are missing, e.g. {examples}")
-    if not (unknown.any() or len(missing) or duplicated.any()) and ids.tolist() != expected.tolist():
+    expected = sample.column(id_column)
+    if len(ids) != len(expected):
+        report.errors.append(f"{len(ids)} rows, the sample submission has {len(expected)}")
+    known = set(expected)
+    unknown = _where(id_ not in known for id_ in ids)
+    if unknown:
+        report.errors.append(f"id(s) not in the sample submission at {_lines(unknown, table, id_column)}")
+    absent = _where(id_ not in seen for id_ in expected)
+    if absent:  # not in the file, so the lines named are the sample submission's
+        examples = ", ".join(f"{expected[r]} (sample submission line {sample.lines[r]})" for r in absent[:3])
+        report.errors.append(f"{len(absent)} id(s) of the sample submission are missing, e.g. {examples}")
+    if not (unknown or absent or duplicated) and ids != expected:
         first = next(i for i, (a, b) in enumerate(zip(ids, expected, strict=True)) if a != b)
         report.warnings.append(
-            f"rows are in a different order than the sample submission (first at line {first + 2}: "
-            f"{ids.iloc[first]} where the sample has {expected.iloc[first]}); Kaggle matches by id, but check "
-            "that predictions were not shuffled against their ids"
+            f"rows are in a different order than the sample submission (first at line {table.lines[first]}: "
+            f"{ids[first]} where the sample has {expected[first]}); Kaggle matches by id, but check that "
+            "predictions were not shuffled against their ids"
         )
 
 
-def _check_probabilities(frame: pd.DataFrame, id_column: str, report: CheckReport) -> None:
+def _number(cell: str) -> float | None:
+    try:
+        value = float(cell)
+    except ValueError:
+        return None
+    return None if math.isnan(value) else value
+
+
+def _check_probabilities(table: Table, id_column: str, report: CheckReport) -> None:
     """Non-numeric cells are errors; values outside [0, 1] and rows not summing to 1 are warnings, because Kaggle's
     multi-class log loss clips every value to [1e-15, 1 - 1e-15] and divides each row by its sum before scoring."""
-    raw = frame[[c for c in frame.columns if c != id_column]]
-    values = raw.apply(pd.to_numeric, errors="coerce")
-    not_numeric = values.isna() & ~raw.apply(lambda column: column.str.strip().isin(EMPTY_CELLS))
-    if not_numeric.to_numpy().any():
-        report.errors.append(f"non-numeric probability at {_lines(not_numeric.any(axis=1), frame, id_column)}")
-    out_of_range = (values < 0) | (values > 1)
-    if out_of_range.to_numpy().any():
+    keep = [i for i, c in enumerate(table.columns) if c != id_column]
+    cells = [[row[i] for i in keep] for row in table.rows]
+    values = [[_number(cell) for cell in row] for row in cells]
+    not_numeric = _where(
+        any(v is None and c.strip() not in EMPTY_CELLS for v, c in zip(vs, cs, strict=True))
+        for vs, cs in zip(values, cells, strict=True)
+    )
+    if not_numeric:
+        report.errors.append(f"non-numeric probability at {_lines(not_numeric, table, id_column)}")
+    out_of_range = _where(any(v is not None and not 0 <= v <= 1 for v in row) for row in values)
+    if out_of_range:
         report.warnings.append(
-            f"probability outside [0, 1] at {_lines(out_of_range.any(axis=1), frame, id_column)}: Kaggle clips it to "
+            f"probability outside [0, 1] at {_lines(out_of_range, table, id_column)}: Kaggle clips it to "
             f"[{PROBABILITY_CLIP:g}, 1 - {PROBABILITY_CLIP:g}]; were logits written instead of probabilities?"
         )
-    sums = values.clip(PROBABILITY_CLIP, 1 - PROBABILITY_CLIP).sum(axis=1, min_count=1)
-    off = values.notna().all(axis=1) & ((sums - 1).abs() > SUM_WARNING)
-    if off.any():
-        first = np.flatnonzero(off.to_numpy())[0]
+    sums = [
+        None if None in row else sum(min(max(v, PROBABILITY_CLIP), 1 - PROBABILITY_CLIP) for v in row) for row in values
+    ]
+    off = _where(total is not None and abs(total - 1) > SUM_WARNING for total in sums)
+    if off:
         report.warnings.append(
-            f"row probabilities do not sum to 1 (±{SUM_WARNING:g}) at {_lines(off, frame, id_column)}, e.g. line "
-            f"{first + 2} sums to {sums.iloc[first]:.4f}; Kaggle divides each row by its sum, so this only matters if "
-            "columns are missing or shifted"
+            f"row probabilities do not sum to 1 (±{SUM_WARNING:g}) at {_lines(off, table, id_column)}, e.g. line "
+            f"{table.lines[off[0]]} sums to {sums[off[0]]:.4f}; Kaggle divides each row by its sum, so this only "
+            "matters if columns are missing or shifted"
         )
 
 
-def _check_cells(
-    frame: pd.DataFrame, competition: Competition, classes: Sequence[str] | None, report: CheckReport
-) -> None:
+def _check_cells(table: Table, competition: Competition, classes: Sequence[str] | None, report: CheckReport) -> None:
     id_column, spec = competition.id_column, competition.submission
-    for column in frame.columns:
-        empty = frame[column].str.strip().isin(EMPTY_CELLS)
-        if empty.any():
-            report.errors.append(f"empty or NaN {column!r} at {_lines(empty, frame, id_column)}")
+    for column in dict.fromkeys(table.columns):
+        empty = _where(cell.strip() in EMPTY_CELLS for cell in table.column(column))
+        if empty:
+            report.errors.append(f"empty or NaN {column!r} at {_lines(empty, table, id_column)}")
     if spec.kind == "probs":
-        _check_probabilities(frame, id_column, report)
+        _check_probabilities(table, id_column, report)
         return
-    if spec.column not in frame.columns:
+    if spec.column not in table.columns:
         return
-    padded = frame[spec.column] != frame[spec.column].str.strip()
-    if padded.any():
-        report.warnings.append(f"spaces around {spec.column!r} at {_lines(padded, frame, id_column)}; Kaggle may "
+    cells = table.column(spec.column)
+    padded = _where(cell != cell.strip() for cell in cells)
+    if padded:
+        report.warnings.append(f"spaces around {spec.column!r} at {_lines(padded, table, id_column)}; Kaggle may "
                                "not match a padded label to its class")  # fmt: skip
     if classes is None:
         report.warnings.append("no class list known: labels were not checked against the vocabulary")
         return
     allowed = set(classes)
-    cells = frame[spec.column].str.strip()
-    if spec.kind == "label":
-        unknown = ~cells.isin(allowed) & (cells != "")
-    else:
-        unknown = cells.map(lambda cell: any(tag not in allowed for tag in cell.split()))
-    if unknown.any():
-        values = sorted(
-            {v for cell in cells[unknown] for v in (cell.split() if spec.kind == "tags" else [cell])} - allowed
-        )
+    labels = [cell.split() if spec.kind == "tags" else [cell.strip()] for cell in cells]
+    outside = [[label for label in row if label and label not in allowed] for row in labels]
+    unknown = _where(outside)
+    if unknown:
+        values = sorted({label for row in outside for label in row})
         report.warnings.append(
             f"label(s) outside the {len(allowed)} known classes ({', '.join(values[:MAX_LISTED])}) at "
-            f"{_lines(unknown, frame, id_column)}; Kaggle scores them as wrong"
+            f"{_lines(unknown, table, id_column)}; Kaggle scores them as wrong"
         )
 
 
-def _check_constant(frame: pd.DataFrame, competition: Competition, report: CheckReport) -> None:
+def _top(table: Table, competition: Competition) -> dict[str, str]:
+    """The single most telling prediction per id: the label, the most probable class (the first on a tie), or the
+    sorted tag string."""
+    id_column, spec = competition.id_column, competition.submission
+    ids = table.column(id_column)
+    if spec.kind == "label":
+        return dict(zip(ids, table.column(spec.column), strict=True))
+    if spec.kind == "tags":
+        cells = table.column(spec.column)
+        return {id_: " ".join(sorted(set(cell.split()))) for id_, cell in zip(ids, cells, strict=True)}
+    keep = [i for i, c in enumerate(table.columns) if c != id_column]
+    top = {}
+    for id_, row in zip(ids, table.rows, strict=True):
+        values = [float(row[i]) for i in keep]
+        top[id_] = table.columns[keep[values.index(max(values))]]
+    return top
+
+
+def _check_constant(table: Table, competition: Competition, report: CheckReport) -> None:
     """A warning when every row predicts the same: what a model that learnt nothing, or the sample submission
     uploaded as it is, looks like (a single row is not suspicious)."""
-    top = _top(decisions(frame, competition))
-    if len(top) > 1 and top.nunique() == 1:
+    top = list(_top(table, competition).values())
+    if len(top) > 1 and len(set(top)) == 1:
         what = "tag set" if competition.submission.kind == "tags" else "class"
         report.warnings.append(
-            f"every one of the {len(top)} rows predicts the same {what} ({top.iloc[0]}): a model that learnt nothing, "
+            f"every one of the {len(top)} rows predicts the same {what} ({top[0]}): a model that learnt nothing, "
             "or an unfilled sample submission, looks like this"
         )
 
 
-def _top(predictions: pd.Series | pd.DataFrame) -> pd.Series:
-    """The single most telling prediction per id: the label, the top class, or the sorted tag string."""
-    if isinstance(predictions, pd.DataFrame):
-        return predictions.idxmax(axis=1)
-    return predictions.map(lambda v: " ".join(sorted(v)) if isinstance(v, frozenset) else v)
-
-
-def _distribution(predictions: pd.Series | pd.DataFrame) -> pd.Series:
+def _distribution(top: Sequence[str], tags: bool) -> dict[str, float]:
     """Share of ids predicted as each class (each tag, for multi-label)."""
-    if isinstance(predictions, pd.DataFrame):
-        return predictions.idxmax(axis=1).value_counts(normalize=True)
-    sample = predictions.iloc[0] if len(predictions) else None
-    if isinstance(sample, frozenset):
-        return predictions.explode().value_counts() / len(predictions)
-    return predictions.value_counts(normalize=True)
+    counts = Counter(tag for cell in top for tag in cell.split()) if tags else Counter(top)
+    return {label: count / len(top) for label, count in counts.items()}
 
 
-def compare_submissions(
-    new: pd.DataFrame, prior: pd.DataFrame, competition: Competition, prior_path: Path
-) -> Comparison:
-    """Agreement of top predictions on shared ids, and how far the predicted-class distribution moved."""
-    a, b = decisions(new, competition), decisions(prior, competition)
-    common = a.index.intersection(b.index)
-    if len(common) == 0:
+def _comparison(new: Table, prior: Table, competition: Competition, prior_path: Path) -> Comparison:
+    a, b = _top(new, competition), _top(prior, competition)
+    common = [id_ for id_ in a if id_ in b]
+    if not common:
         return Comparison(prior_path, 0, None, None)
-    top_a, top_b = _top(a.loc[common]), _top(b.loc[common])
-    agreement = float((top_a == top_b).mean())
-    dist_a, dist_b = _distribution(a.loc[common]), _distribution(b.loc[common])
-    classes = dist_a.index.union(dist_b.index)
-    dist_a, dist_b = dist_a.reindex(classes, fill_value=0.0), dist_b.reindex(classes, fill_value=0.0)
-    delta = (dist_a - dist_b).abs()
-    changes = [(str(c), float(dist_b[c]), float(dist_a[c])) for c in delta.sort_values(ascending=False).index[:3]]
-    shift = float(0.5 * delta.sum())
-    return Comparison(prior_path, len(common), agreement, shift, changes)
+    agreement = sum(a[id_] == b[id_] for id_ in common) / len(common)
+    tags = competition.submission.kind == "tags"
+    dist_a = _distribution([a[id_] for id_ in common], tags)
+    dist_b = _distribution([b[id_] for id_ in common], tags)
+    delta = {c: abs(dist_a.get(c, 0.0) - dist_b.get(c, 0.0)) for c in sorted(dist_a.keys() | dist_b.keys())}
+    largest = sorted(delta, key=delta.get, reverse=True)[:3]
+    changes = [(c, dist_b.get(c, 0.0), dist_a.get(c, 0.0)) for c in largest]
+    return Comparison(prior_path, len(common), agreement, 0.5 * sum(delta.values()), changes)
+
+
+def compare_submissions(new: Path, prior: Path, competition: Competition) -> Comparison:
+    """Agreement of top predictions on the ids both files have, and how far the predicted-class distribution moved
+    (total variation distance: half the sum of absolute differences of the class shares).
+
+    Raises `SubmissionError` if either file cannot be read as CSV.
+    """
+    return _comparison(read_table(Path(new)), read_table(Path(prior)), competition, Path(prior))
 
 
 def _other_test_images(path: Path, prior: Path) -> str | None:
@@ -259,30 +290,41 @@ def _other_test_images(path: Path, prior: Path) -> str | None:
     return f"made for other test images in {mine.get('data')} (the folder changed since)"
 
 
+def _earlier(prior: Path, competition: Competition, ids: set[str], report: CheckReport) -> Table | str | None:
+    """An earlier file's table, or why it is not compared (a string), or None if it cannot be read (a warning)."""
+    reason = _other_test_images(report.path, prior)
+    if reason is not None:
+        return reason
+    try:
+        earlier = read_table(prior)
+    except SubmissionError as error:
+        report.warnings.append(f"could not compare with {prior}: {error}")
+        return None
+    spec = competition.submission
+    needed = [competition.id_column, *([spec.column] if spec.kind != "probs" else [])]
+    if any(c not in earlier.columns for c in needed) or earlier.ragged() or set(earlier.column(needed[0])) != ids:
+        return "made for other test ids"
+    return earlier
+
+
 def _compare_with_priors(
-    frame: pd.DataFrame, competition: Competition, against: Sequence[Path], limit: int | None, report: CheckReport
+    table: Table, competition: Competition, against: Sequence[Path], limit: int | None, report: CheckReport
 ) -> None:
     """Compare with each earlier file made for the same test images (the sidecars' fingerprints, else the same id
     set), at most `limit` of them in the order given; the others are listed in `report.not_compared`."""
-    ids = set(frame[competition.id_column])
+    ids = set(table.column(competition.id_column))
     for prior in map(Path, against):
         if limit is not None and len(report.comparisons) >= limit:
             break
-        reason = _other_test_images(report.path, prior)
-        if reason is None:
-            try:
-                earlier = _read(prior)
-            except (OSError, ValueError, pd.errors.ParserError) as error:
-                report.warnings.append(f"could not compare with {prior}: {error}")
-                continue
-            if competition.id_column not in earlier.columns or set(earlier[competition.id_column]) != ids:
-                reason = "made for other test ids"
-        if reason is not None:
-            report.not_compared.append((prior, reason))
+        earlier = _earlier(prior, competition, ids, report)
+        if isinstance(earlier, str):
+            report.not_compared.append((prior, earlier))
+            continue
+        if earlier is None:
             continue
         try:
-            comparison = compare_submissions(frame, earlier, competition, prior)
-        except (KeyError, ValueError) as error:
+            comparison = _comparison(table, earlier, competition, prior)
+        except (KeyError, ValueError) as error:  # e.g. a probability column the new file lacks, a non-number
             report.warnings.append(f"could not compare with {prior}: {error}")
             continue
         report.comparisons.append(comparison)
@@ -310,37 +352,43 @@ def check_submission(
     """
     path = Path(path)
     if isinstance(sample_submission, (str, Path)):
-        sample_submission = _read_sample(Path(sample_submission))
+        sample = _read_sample(Path(sample_submission))
+    else:
+        sample = None if sample_submission is None else Table.from_frame(sample_submission)
     for prior in map(Path, against):
         if not prior.is_file():
             raise SubmissionError(f"earlier submission {prior}: {'a folder' if prior.is_dir() else 'no such file'}; "
                                   "give submission CSVs to compare with.")  # fmt: skip
     report = CheckReport(path)
     try:
-        frame = _read(path)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        report.errors.append(f"cannot be read as CSV: {error}")
+        table = read_table(path)
+    except SubmissionError as error:
+        report.errors.append(str(error))
         return report
-    sample = sample_submission
     spec, id_column = competition.submission, competition.id_column
     if sample is not None:
-        expected_columns = list(sample.columns)
+        expected_columns = sample.columns
     elif spec.kind == "probs":
-        expected_columns = [id_column, *[c for c in frame.columns if c != id_column]]
+        expected_columns = [id_column, *[c for c in table.columns if c != id_column]]
     else:
         expected_columns = [id_column, spec.column]
-    _check_columns(frame, expected_columns, report)
-    if id_column not in frame.columns:
+    ragged = table.ragged()
+    if ragged:
+        report.errors.append(f"wrong number of cells (the header has {len(table.columns)}) at "
+                             f"{_lines(ragged, table, None)}")  # fmt: skip
+        return report
+    _check_columns(table, expected_columns, report)
+    if id_column not in table.columns:
         return report
     if classes is None:
         declared = competition.tasks[competition.target_task].classes
         classes = list(declared) if declared else None
-    _check_ids(frame, id_column, sample, report)
-    _check_cells(frame, competition, classes, report)
-    if len(frame) == 0:
+    _check_ids(table, id_column, sample, report)
+    _check_cells(table, competition, classes, report)
+    if len(table) == 0:
         report.errors.append("the file has a header but no rows")
     if report.errors:
         return report
-    _check_constant(frame, competition, report)
-    _compare_with_priors(frame, competition, against, compare, report)
+    _check_constant(table, competition, report)
+    _compare_with_priors(table, competition, against, compare, report)
     return report
