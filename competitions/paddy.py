@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
-from PIL import Image
-
-from kagglekit import Competition, SampleSpec, Submission, Task, register
+from kagglekit import Competition, SampleSpec, Submission, Task, lazy_import, register
 from kagglekit.samples.draw import jitter, spots, textured, tint
+
+# numpy (and Pillow) load when a sample is drawn: registering the plug-in stays instant for `list` and `check`.
+np = lazy_import("numpy")
+Image = lazy_import("PIL.Image")
 
 LABELS = {  # real training counts, used to keep the sample's imbalance realistic
     "normal": 1764, "blast": 1738, "hispa": 1594, "dead_heart": 1442, "tungro": 1088, "brown_spot": 965,

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from kagglekit import Competition, SampleSpec, Submission, Task, register
+from kagglekit import Competition, SampleSpec, Submission, Task, lazy_import, register
 from kagglekit.samples.radiograph import Radiograph, dicom_image, dicom_style
+
+# numpy (and Pillow) load when a sample is drawn: registering the plug-in stays instant for `list` and `check`.
+np = lazy_import("numpy")
 
 if TYPE_CHECKING:  # pydicom (like pandas) loads when a sample is drawn, not when the plug-in registers
     from pydicom.dataset import Dataset

@@ -18,6 +18,7 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "Competition": ".competition", "DicomIndex": ".competition", "SampleSpec": ".competition",
     "Submission": ".competition", "Task": ".competition",
     "get_competition": ".registry", "list_competitions": ".registry", "register": ".registry",
+    "lazy_import": "._lazy",
     "Member": ".recipe", "Recipe": ".recipe", "load_recipe": ".recipe", "parse_recipe": ".recipe",
     # errors
     "BudgetError": ".errors", "CredentialsError": ".errors", "DataError": ".errors", "DicomReadError": ".errors",

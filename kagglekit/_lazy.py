@@ -6,8 +6,11 @@ of them, and `import kagglekit` in a notebook should not pay for what it does no
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import Callable
 from importlib import import_module
+from types import ModuleType
 from typing import Any
 
 
@@ -24,3 +27,24 @@ def attach(package: str, exports: dict[str, str]) -> tuple[Callable[[str], Any],
         return sorted(exports)
 
     return __getattr__, __dir__, sorted(exports)
+
+
+def lazy_import(name: str) -> ModuleType:
+    """Module `name`, executed only when one of its attributes is first used (the standard library's recipe,
+    https://docs.python.org/3/library/importlib.html#implementing-lazy-imports).
+
+    For modules only some commands need, e.g. numpy and Pillow in the plug-ins' sample generators: registering the
+    plug-ins must stay cheap, because `kagglekit list` and `check` do it on every call. A module already imported
+    is returned as it is.
+    """
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    parent, _, child = name.rpartition(".")
+    if parent:  # as the import system does, so that `import PIL.Image` elsewhere finds `PIL.Image` bound
+        setattr(sys.modules[parent], child, module)
+    spec.loader.exec_module(module)
+    return module

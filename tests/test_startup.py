@@ -24,17 +24,43 @@ def test_plugins_register_and_the_cli_loads_without_heavy_libraries():
     assert not HEAVY & loaded, sorted(HEAVY & loaded)
 
 
-@pytest.mark.parametrize("arguments", [["--help"], ["list"], ["run", "no-such-competition"]])
-def test_quick_commands_import_no_heavy_library_and_print_no_warning(arguments):
+QUICK = {"--help": ["--help"], "list": ["list"], "usage error": ["run", "no-such-competition"],
+         "check": ["check", "{file}", "--competition", "paddy"]}  # fmt: skip
+
+
+@pytest.mark.parametrize("command", QUICK)
+def test_quick_commands_import_no_heavy_library_and_print_no_warning(command, tmp_path):
+    """Not even numpy or Pillow, which the plug-ins' sample generators import lazily (a module the standard library
+    created for a lazy import but never executed does not count)."""
+    submission = tmp_path / "submission.csv"
+    submission.write_text("image_id,label\n100001.jpg,blast\n100002.jpg,normal\n")
+    arguments = [a.format(file=submission) for a in QUICK[command]]
+    heavy = sorted(HEAVY | {"numpy", "PIL.Image"})
     code = ("import atexit, runpy, sys\n"
-            "atexit.register(lambda: print('LOADED', *sorted({'torch', 'fastai', 'sklearn', 'pydicom', 'pandas'} "
-            "& set(sys.modules)), file=sys.stderr))\n"
+            f"atexit.register(lambda: print('LOADED', *[m for m in {heavy!r} if m in sys.modules and "
+            "type(sys.modules[m]).__name__ != '_LazyModule'], file=sys.stderr))\n"
             f"sys.argv = ['kagglekit', *{arguments!r}]\nrunpy.run_module('kagglekit', run_name='__main__')")  # fmt: skip
     done = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True)
     assert done.returncode in (0, 2), done.stderr
     (loaded,) = [line for line in done.stderr.splitlines() if line.startswith("LOADED")]
     assert loaded == "LOADED"
     assert "Warning" not in done.stderr.replace(loaded, "")
+    if command == "check":
+        assert "passed the submission checks" in done.stdout
+
+
+def test_modules_the_plugins_import_lazily_work_for_everyone_else():
+    """After the plug-ins register, numpy and Pillow are still unexecuted; whoever uses them next (matplotlib's
+    `PIL.Image.open`, pandas) gets the real modules, bound in their parent package as an ordinary import binds them."""
+    code = """
+import sys, kagglekit
+kagglekit.list_competitions()
+assert type(sys.modules["numpy"]).__name__ == "_LazyModule", type(sys.modules["numpy"])
+import PIL, pandas
+print(PIL.Image.new("RGB", (3, 2)).size, pandas.DataFrame({"a": [1.5]})["a"].sum())
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "(3, 2) 1.5", done.stderr
 
 
 def test_library_deprecation_warnings_are_hidden_and_kagglekits_own_are_not():

@@ -7,8 +7,13 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from kagglekit._lazy import lazy_import
+
+# numpy and Pillow load when a sample is drawn, not when a plug-in that uses this kit registers.
+np = lazy_import("numpy")
+Image = lazy_import("PIL.Image")
+ImageDraw = lazy_import("PIL.ImageDraw")
+ImageFilter = lazy_import("PIL.ImageFilter")
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
