@@ -111,6 +111,33 @@ def test_the_readme_check_example_works_as_written(paddy_sample, tmp_path, monke
     assert "passed the submission checks" in result.output
 
 
+def test_check_finds_the_competition_and_sample_submission_a_file_was_written_for(
+    paddy, paddy_sample, tmp_path, monkeypatch
+):
+    """`kagglekit check FILE` alone: the sidecar names the competition and the data folder, whose sample submission
+    then catches a missing id; a file nobody wrote is checked with --competition only, and says what was not."""
+    from kagglekit.submission import write_submission
+
+    monkeypatch.chdir(tmp_path)  # no data/<slug>/ download to fall back on
+    frame = pd.read_csv(paddy_sample.data_dir / "sample_submission.csv", dtype=str).assign(label="blast")
+    test_data = {"data": str(paddy_sample.data_dir), "fingerprint": "aaaa"}
+    file = write_submission(frame.iloc[1:], paddy, "partial", tmp_path / "subs", test_data=test_data)
+    result = CliRunner().invoke(app, ["check", str(file)])
+    assert result.exit_code == 1, result.output
+    assert f"paddy: checking against {paddy_sample.data_dir / 'sample_submission.csv'}" in result.output
+    assert f"1 id(s) of the sample submission are missing, e.g. {frame['image_id'].iloc[0]}" in result.output
+
+    stray = tmp_path / "stray.csv"
+    frame.iloc[1:].to_csv(stray, index=False)
+    result = CliRunner().invoke(app, ["check", str(stray)])
+    assert (result.exit_code, result.output.split(";")[0]) == (
+        2,
+        f"error: Cannot tell which competition {stray} is for",
+    )
+    result = CliRunner().invoke(app, ["check", str(stray), "--competition", "paddy"])
+    assert result.exit_code == 0 and "row count and id set were not checked (pass --sample-submission)" in result.output
+
+
 def test_check_of_a_folder_says_it_is_a_folder(tmp_path):
     result = CliRunner().invoke(app, ["check", str(tmp_path), "--competition", "paddy"])
     assert (result.exit_code, result.output) == (2, f"error: {tmp_path}: a folder, not a submission file.\n")

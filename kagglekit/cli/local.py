@@ -140,8 +140,14 @@ def _print_result(result: RunResult) -> None:
 
 def check(
     file: Annotated[Path, typer.Argument(help="The submission CSV to check.")],
-    competition: Annotated[str, typer.Option(help="Competition name (see `kagglekit list`).")],
-    sample_submission: Annotated[Path | None, typer.Option(help="The competition's sample submission.")] = None,
+    competition: Annotated[
+        str | None,
+        typer.Option(help="Competition name (see `kagglekit list`); default: the one the file was written for."),
+    ] = None,
+    sample_submission: Annotated[
+        Path | None,
+        typer.Option(help="The competition's sample submission; default: found beside the data the file was made for."),
+    ] = None,
     against: Annotated[list[Path] | None, typer.Option(help="Earlier submission(s) to compare with.")] = None,
 ) -> None:
     """Validate a submission (columns, ids, rows, values) and compare it with earlier submissions.
@@ -149,10 +155,16 @@ def check(
     Repeat --against for each earlier file; files made for other test images are listed, not compared.
     """
     from kagglekit.submission.checks import check_submission
+    from kagglekit.submission.sidecar import find_sample_submission, submission_competition
 
     if not file.is_file():
         raise DataError(f"{file}: {'a folder, not a submission file' if file.is_dir() else 'no such file'}.")
-    report = check_submission(file, get_competition(competition), sample_submission, against=against or [])
+    spec = submission_competition(file, competition)
+    if sample_submission is None:
+        sample_submission = find_sample_submission(spec, file)
+        if sample_submission is not None:
+            console.print(f"[dim]{spec.name}: checking against {escape(str(sample_submission))}[/]")
+    report = check_submission(file, spec, sample_submission, against=against or [])
     print_check(report)
     if not report.ok:
         raise typer.Exit(1)

@@ -17,16 +17,15 @@ from rich.console import Console
 
 from kagglekit._io import timestamp, utc_now, write_json
 from kagglekit.competition import Competition
-from kagglekit.data.locate import locate_data
-from kagglekit.defaults import DOWNLOADS, runs_dir, submissions_dir
-from kagglekit.errors import CredentialsError, DataError, KaggleError, PluginError, SubmissionError
+from kagglekit.defaults import runs_dir, submissions_dir
+from kagglekit.errors import CredentialsError, KaggleError, PluginError, SubmissionError
 from kagglekit.kaggle.auth import Credentials, client_errors, find_credentials, kaggle_client
 from kagglekit.kaggle.notebook import SUBMISSION_NAME
 from kagglekit.kaggle.retry import retrying
 from kagglekit.registry import get_competition
 from kagglekit.runs import find_run
 from kagglekit.submission.checks import CheckReport, check_submission
-from kagglekit.submission.sidecar import submission_run
+from kagglekit.submission.sidecar import find_sample_submission, submission_competition, submission_run
 
 if TYPE_CHECKING:
     from kaggle.api.kaggle_api_extended import KaggleApi
@@ -98,31 +97,6 @@ def sidecar_path(file: Path) -> Path:
 def _load_sidecar(file: Path) -> KaggleSubmission | None:
     path = sidecar_path(file)
     return KaggleSubmission(**json.loads(path.read_text())) if path.is_file() else None
-
-
-def _competition_of(file: Path, competition: str | None) -> Competition:
-    """The named competition, else the one whose `submissions/<competition>/` folder holds the file."""
-    if competition is None:
-        folder = file.absolute().parent
-        if folder.parent.name != "submissions":
-            raise KaggleError(
-                f"Cannot tell which competition {file} is for; pass --competition (files under "
-                "submissions/<competition>/ are recognised)."
-            )
-        competition = folder.name
-    return get_competition(competition)
-
-
-def _sample_submission(competition: Competition, data: Path | None) -> Path | None:
-    """The sample submission the check compares ids with: from `data`, else from the default download folder or
-    the notebook's input; None when neither has it (the check then says what it could not check)."""
-    if data is not None:
-        return locate_data(competition, data) / competition.sample_submission
-    default = DOWNLOADS / competition.slug
-    try:
-        return locate_data(competition, default if default.is_dir() else None) / competition.sample_submission
-    except DataError:
-        return None
 
 
 def _run_json(file: Path, competition: Competition, runs: Path | None) -> Path | None:
@@ -240,8 +214,8 @@ def submit(
     file = Path(file)
     if not file.is_file():
         raise SubmissionError(f"{file}: no such file.")
-    spec = _competition_of(file, competition)
-    report = check_submission(file, spec, _sample_submission(spec, data))
+    spec = submission_competition(file, competition)
+    report = check_submission(file, spec, find_sample_submission(spec, file, data))
     if not report.ok and not force:
         raise SubmissionRefused(report)
     credentials = find_credentials()

@@ -128,7 +128,9 @@ def _check_ids(table: Table, id_column: str, sample: Table | None, report: Check
     if duplicated:
         report.errors.append(f"duplicate id(s) at {_lines(duplicated, table, id_column)}")
     if sample is None:
-        report.warnings.append("no sample submission given: row count and id set were not checked")
+        report.warnings.append(
+            "no sample submission given or found: row count and id set were not checked (pass --sample-submission)"
+        )
         return
     expected = sample.column(id_column)
     if len(ids) != len(expected):
