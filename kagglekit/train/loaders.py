@@ -61,6 +61,9 @@ class ImageDL(TfmdDL):
 class ImageDataLoaders(DataLoaders):
     """Training and validation `ImageDL`s; `test_dl` predicts any item table with the validation view.
 
+    fastai's `dls.show_batch()` (`b=None, max_n=9, nrows=None, ncols=None, figsize=None, show=True`) draws a training
+    batch as the model gets it (augmented, normalisation undone) titled with its labels, through `ItemSet.decode`.
+
     `cache_spec` is how the image cache made the inputs (None: the image files themselves), which an exported
     member must repeat to see new images as training saw these.
     """
@@ -69,7 +72,8 @@ class ImageDataLoaders(DataLoaders):
 
     def test_dl(self, items: pd.DataFrame, with_labels: bool = False, **kwargs) -> ImageDL:
         store = self.valid.dataset.store
-        item_set = ItemSet(store, store.add(items["path"].tolist()), items=items.reset_index(drop=True))
+        item_set = ItemSet(store, store.add(items["path"].tolist()), items=items.reset_index(drop=True),
+                           heads=self.valid.dataset.heads)  # fmt: skip
         return self.valid.new(item_set, shuffle=False, drop_last=False, **kwargs)
 
 
@@ -109,7 +113,8 @@ def make_dataloaders(
     targets = target_tensors(train, heads)
     valid = np.array(is_valid, dtype=bool)  # a copy: torch wants writable arrays
     sets = [ItemSet(store, rows[mask], tuple(t[torch.from_numpy(mask)] for t in targets), split_idx,
-                    train[mask].reset_index(drop=True)) for mask, split_idx in ((~valid, 0), (valid, 1))]  # fmt: skip
+                    train[mask].reset_index(drop=True), tuple(heads))
+            for mask, split_idx in ((~valid, 0), (valid, 1))]  # fmt: skip
     after_batch = [ToFloat(), *(batch_transforms(member.aug, stage.size) if on_gpu else [])]
     common = {"num_workers": workers, "pin_memory": on_gpu, "persistent_workers": on_gpu and workers > 0,
               "device": device, "augment": None if on_gpu else CpuAugment(member.aug, stage.size)}  # fmt: skip
