@@ -1,5 +1,5 @@
-"""fastai's `dls.show_batch()` on kagglekit's in-memory loaders: the pixels drawn are the batch's, normalisation
-undone, and each image is titled with its labels (one line per task)."""
+"""fastai's `dls.show_batch()` and `learn.show_results()` on kagglekit's in-memory loaders: the pixels drawn are the
+batch's, normalisation undone, and each image is titled with its labels (one line per task)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from fastai.vision.core import imagenet_stats
 
 from kagglekit.recipe import Member
 from kagglekit.train import Head, make_dataloaders
+from kagglekit.train.learner import create_learner
 
 LABEL = Head("label", "label", "single", ("a", "b", "c"), 1.0, 0)
 TAGS = Head("tags", "tags", "multi", ("x", "y", "z"), 1.0, 3)
@@ -117,3 +118,27 @@ def test_16_bit_grey_images_are_drawn_grey_on_a_fixed_scale(tmp_path):
     for artist, image, path in zip(shown, images, train["path"][4:6], strict=True):
         assert artist.get_cmap().name == "gray" and (artist.norm.vmin, artist.norm.vmax) == (0, 255)
         np.testing.assert_allclose(image, np.load(path) / 65535 * 255, atol=0.51)
+
+
+def test_show_results_titles_targets_over_predictions_green_when_right(tmp_path):
+    train = _table(tmp_path)
+    dls = make_dataloaders(train, pd.Series([False] * 4 + [True] * 4), [LABEL, TAGS], MEMBER, num_workers=0)
+    learn = create_learner(dls, MEMBER, [LABEL, TAGS])
+    probs, *_ = learn.get_preds(dl=dls.valid)
+    labels = [LABEL.vocab[i] for i in probs[:, :3].argmax(1).tolist()]
+    tags = [";".join(t for t, p in zip(TAGS.vocab, row, strict=True) if p > 0.5) for row in probs[:, 3:].tolist()]
+    learn.show_results(shuffle=False, max_n=4)
+    _, titles = _drawn()
+    valid = train.tail(4)
+    targets = (valid["label"] + "\n" + valid["tags"].str.replace(" ", ";")).tolist()
+    assert titles == [f"{t}\n{label}\n{tag}" for t, label, tag in zip(targets, labels, tags, strict=True)]
+
+    single = make_dataloaders(train, pd.Series([False] * 4 + [True] * 4), [LABEL], MEMBER, num_workers=0)
+    learn = create_learner(single, MEMBER, [LABEL])
+    predicted = learn.get_preds(dl=single.valid)[0].argmax(1).tolist()
+    plt.close("all")
+    learn.show_results(shuffle=False, max_n=4)
+    axes = [ax for ax in plt.gcf().axes if ax.images]
+    for ax, label, p in zip(axes, valid["label"], predicted, strict=True):
+        assert ax.get_title() == f"{label}\n{LABEL.vocab[p]}"
+        assert ax.title.get_color() == ("green" if LABEL.vocab[p] == label else "red")

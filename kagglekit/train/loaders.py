@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 import torch
 from fastai.data.core import DataLoaders, TfmdDL
-from fastai.torch_core import default_device
+from fastai.torch_core import TensorCategory, default_device
+from fastai.vision.data import get_grid
+from fastai.vision.learner import show_results  # with its image methods registered
 
 from kagglekit.data.cache import CacheSpec
 from kagglekit.errors import RecipeError
@@ -52,6 +54,24 @@ class ImageDL(TfmdDL):
         if self.weights is None or not self.shuffle or self.n == 0:
             return super().get_idxs()
         return list(np.random.choice(self.n, self.n, p=self.weights))
+
+    def show_results(self, b: tuple, out, max_n: int = 9, ctxs=None, show: bool = True, **kwargs):
+        """fastai's `show_results` (what `learn.show_results()` calls): each image titled with its targets over the
+        predictions, a single-label title green when right and red when wrong. A multi-label or multi-task batch
+        takes fastai's generic image case, which fastai 2.8 cannot dispatch (it subscripts a plum function, fastai
+        issue #4092): it is drawn here as fastai means it, on fastai's grid."""
+        x, y, samples, outs = super().show_results(b, out, max_n=max_n, show=False)
+        if not show:
+            return x, y, samples, outs
+        if isinstance(y, TensorCategory):
+            return show_results(x, y, samples, outs, ctxs=ctxs, max_n=max_n, **kwargs)
+        grid = {key: kwargs.pop(key, None) for key in ("nrows", "ncols", "figsize")}
+        axes = ctxs if ctxs is not None else get_grid(min(len(samples), max_n), **grid)
+        generic = show_results.invoke(object, object, object, object)
+        axes = generic(x, y, samples, outs, ctxs=axes, max_n=max_n, **kwargs)
+        if ctxs is None:  # a grid of its own: room for titles of two lines per task
+            axes[0].figure.tight_layout()
+        return axes
 
     def new(self, dataset=None, cls=None, **kwargs) -> ImageDL:
         carried = {"augment": self.augment, "persistent_workers": self.fake_l.persistent_workers}
