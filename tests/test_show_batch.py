@@ -11,6 +11,7 @@ import torch
 from fastai.data.transforms import Normalize
 from fastai.vision.core import imagenet_stats
 
+import kagglekit as kk
 from kagglekit.recipe import Member
 from kagglekit.train import Head, make_dataloaders
 from kagglekit.train.learner import create_learner
@@ -118,6 +119,19 @@ def test_16_bit_grey_images_are_drawn_grey_on_a_fixed_scale(tmp_path):
     for artist, image, path in zip(shown, images, train["path"][4:6], strict=True):
         assert artist.get_cmap().name == "gray" and (artist.norm.vmin, artist.norm.vmax) == (0, 255)
         np.testing.assert_allclose(image, np.load(path) / 65535 * 255, atol=0.51)
+
+
+def test_the_notebook_path_member_dataloaders_shows_paddys_two_tasks(paddy, paddy_sample):
+    items = kk.load_items(paddy, paddy_sample.data_dir)
+    train = items.train.head(16).reset_index(drop=True)
+    split = kk.make_splits(train["id"], valid_pct=0.25, seed=0)
+    member = Member(name="m", arch="resnet10t", size=32, batch_size=4, tasks={"label": 1.0, "variety": 0.5})
+    dls = kk.member_dataloaders(member, paddy, train, split, kk.vocabularies(paddy, items))
+    dls.valid.show_batch(max_n=4)
+    _, titles = _drawn()
+    valid = dls.valid.items.head(4)
+    assert titles == [f"{label}\n{variety}" for label, variety in zip(valid["label"], valid["variety"], strict=True)]
+    assert set(valid["id"]) <= set(split.loc[split["is_valid"], "id"])
 
 
 def test_show_results_titles_targets_over_predictions_green_when_right(tmp_path):

@@ -21,12 +21,15 @@ from fastai.torch_core import TensorCategory, default_device
 from fastai.vision.data import get_grid
 from fastai.vision.learner import show_results  # with its image methods registered
 
+from kagglekit.competition import Competition
 from kagglekit.data.cache import CacheSpec
+from kagglekit.data.images import input_channels
+from kagglekit.data.splits import valid_mask
 from kagglekit.errors import RecipeError
 from kagglekit.recipe import Member, Stage
 from kagglekit.train.augment import CpuAugment, batch_transforms
 from kagglekit.train.batches import ItemSet, ToFloat, image_store, target_tensors
-from kagglekit.train.heads import Head
+from kagglekit.train.heads import Head, make_heads
 
 
 class ImageDL(TfmdDL):
@@ -145,6 +148,25 @@ def make_dataloaders(
     dls = ImageDataLoaders(train_dl, valid_dl, device=device)
     dls.cache_spec = CacheSpec.of_entry(train["path"].iloc[0]) if len(train) else None
     return dls
+
+
+def member_dataloaders(
+    member: Member,
+    competition: Competition,
+    train: pd.DataFrame,
+    is_valid: pd.DataFrame | pd.Series | np.ndarray,
+    vocab: dict[str, list[str]],
+    stage: int = 0,
+    num_workers: int | None = None,
+    weights: np.ndarray | None = None,
+) -> ImageDataLoaders:
+    """The loaders `train_member` trains `member` on in its stage number `stage` (of `member.stage_list`; the
+    first by default): its heads, size, resize method, augmentation and batch size, the rows `is_valid` (a
+    `make_splits` frame or booleans aligned with `train`) holds out. `dls.show_batch()` shows what it will see."""
+    heads = make_heads(competition, vocab, member)
+    is_valid = valid_mask(is_valid, train)
+    channels = input_channels(competition)
+    return make_dataloaders(train, is_valid, heads, member, num_workers, channels, member.stage_list[stage], weights)
 
 
 def cache_settings(dls: DataLoaders) -> dict | None:
