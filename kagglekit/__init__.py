@@ -34,6 +34,7 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "Items": ".data.items", "load_items": ".data.items", "vocabularies": ".data.items",
     "locate_data": ".data.locate",
     "make_folds": ".data.splits", "make_splits": ".data.splits", "member_splits": ".data.splits",
+    "member_dataloaders": ".train.loaders",
     "train_member": ".train.member", "LRFinding": ".train.lr_find", "lr_find_member": ".train.lr_find",
     "predict_member": ".predict.tta", "load_member": ".predict.learner",
     "export_pack": ".predict.pack", "load_pack": ".predict.pack", "predict_files": ".predict.files",

@@ -6,6 +6,7 @@ import re
 from functools import partial
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -34,6 +35,11 @@ def test_readme_notebook_runs_and_matches_run(tmp_path, monkeypatch):
 
     written = namespace["written"]
     assert written.check.ok and written.path.parent == Path("submissions/paddy")
+    batch, results = (plt.figure(n) for n in plt.get_fignums()[-2:])  # dls.show_batch, learn.show_results
+    classes = namespace["data"].vocab["label"]
+    assert [ax.get_title() in classes for ax in batch.axes if ax.images] == [True] * 6
+    assert [ax.get_title().split("\n")[1] in classes for ax in results.axes if ax.images] == [True] * 6
+    plt.close("all")
     assert len(namespace["frame"]) == len(namespace["data"].items.test)
 
     result = kk.run("paddy", "sample", data=namespace["data_dir"], runs_dir=tmp_path / "runs")

@@ -6,6 +6,7 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "train_member": ".member",
     "Head": ".heads", "TaskLoss": ".heads", "make_heads": ".heads", "place_heads": ".heads",
     "make_dataloaders": ".loaders", "sampling_weights": ".loaders", "ImageDataLoaders": ".loaders",
+    "member_dataloaders": ".loaders",
     "create_learner": ".learner", "apply_precision": ".learner", "precision_for": ".learner",
     "accumulation_callbacks": ".schedule", "Phase": ".schedule",
     "clear_checkpoint": ".checkpoint", "history_scores": ".checkpoint", "training_config": ".checkpoint",

@@ -17,11 +17,13 @@ import numpy as np
 import pandas as pd
 import torch
 from fastai.data.core import Transform  # fastcore.transform before fastai 2.8, fasttransform since
+from fastai.data.transforms import Category, MultiCategory
 from fastai.torch_core import TensorCategory, TensorImage, TensorMultiCategory
 from rich.progress import track
 
 from kagglekit.data.cache import load_image
 from kagglekit.data.pixels import ResizeMethod, Size, fitted, window
+from kagglekit.train.heads import Head
 
 
 @dataclass
@@ -81,13 +83,15 @@ def image_store(size: Size, method: ResizeMethod, channels: int) -> ImageStore:
 class ItemSet:
     """What an `ImageDL` iterates: rows of a store and their targets. `split_idx` 0 draws random windows and
     augments (training, TTA's augmented passes); 1 gives the centred, plain view (validation, prediction).
-    `items` is the item table's rows in the same order, so `dls.valid.items` is a frame as in fastai."""
+    `items` is the item table's rows in the same order, so `dls.valid.items` is a frame as in fastai; `heads` say
+    what the targets mean, for `decode`."""
 
     store: ImageStore
     rows: np.ndarray
     targets: tuple[torch.Tensor, ...] = ()
     split_idx: int = 1
     items: pd.DataFrame | None = None
+    heads: tuple[Head, ...] = ()
     n_inp = 1
 
     def __len__(self) -> int:
@@ -112,6 +116,31 @@ class ItemSet:
         images = torch.from_numpy(pixels)
         images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)
         return (TensorImage(images), *(target[indices] for target in self.targets))
+
+    def decode(self, item: tuple, full: bool = True) -> tuple:
+        """One item of a decoded batch, `(image, *targets)` (or predictions decoded as targets), as fastai shows it
+        (`dls.show_batch`, `learn.show_results`, `dls.decode_batch`): the uint8 image (`GreyImage` when it has one
+        channel), each single-label target as its class (`Category`), each multi-label one as its tags
+        (`MultiCategory`, shown joined by ';'); fastai titles the image with one line per head."""
+        image, *targets = item
+        if image.shape[0] == 1:
+            image = GreyImage(image)
+        return (image, *(_label(head, target) for head, target in zip(self.heads, targets, strict=False)))
+
+
+class GreyImage(TensorImage):
+    """A one-channel image (a DICOM's), shown as grey levels on the fixed 0..255 scale of the decoded batch, as the
+    model sees it: fastai's `TensorImageBW` draws it with 'Greys' (0 as white: a negative) and matplotlib would
+    otherwise stretch each image to its own range."""
+
+    _show_args = {"cmap": "gray", "vmin": 0, "vmax": 255}  # noqa: RUF012 (fastai's class attribute)
+
+
+def _label(head: Head, target: torch.Tensor) -> Category | MultiCategory:
+    """A head's target (a class index, or one 0/1 per tag) as fastai's shown label."""
+    if head.kind == "single":
+        return Category(head.vocab[int(target)])
+    return MultiCategory([tag for tag, on in zip(head.vocab, target.tolist(), strict=True) if on])
 
 
 class ToFloat(Transform):

@@ -108,6 +108,14 @@ class TaskLoss:
         ]
         return torch.cat(parts, dim=1)
 
+    def decodes(self, probs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Probabilities (batch, outputs) as targets, one per head: the top class's index (batch,) for single-label,
+        0/1 per tag above 0.5 (batch, tags) for multi-label (fastai's `BCEWithLogitsLossFlat` threshold). fastai's
+        `get_preds(with_decoded=True)` and `learn.show_results()` call this."""
+        return tuple(
+            probs[:, h.slice].argmax(1) if h.kind == "single" else (probs[:, h.slice] > 0.5).float() for h in self.heads
+        )
+
 
 def task_accuracy(head: Head, index: int):
     """A fastai metric: the accuracy of one head (the top class, or every tag at 0.5 for multi-label)."""

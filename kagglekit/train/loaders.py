@@ -17,14 +17,19 @@ import numpy as np
 import pandas as pd
 import torch
 from fastai.data.core import DataLoaders, TfmdDL
-from fastai.torch_core import default_device
+from fastai.torch_core import TensorCategory, default_device
+from fastai.vision.data import get_grid
+from fastai.vision.learner import show_results  # with its image methods registered
 
+from kagglekit.competition import Competition
 from kagglekit.data.cache import CacheSpec
+from kagglekit.data.images import input_channels
+from kagglekit.data.splits import valid_mask
 from kagglekit.errors import RecipeError
 from kagglekit.recipe import Member, Stage
 from kagglekit.train.augment import CpuAugment, batch_transforms
 from kagglekit.train.batches import ItemSet, ToFloat, image_store, target_tensors
-from kagglekit.train.heads import Head
+from kagglekit.train.heads import Head, make_heads
 
 
 class ImageDL(TfmdDL):
@@ -53,6 +58,24 @@ class ImageDL(TfmdDL):
             return super().get_idxs()
         return list(np.random.choice(self.n, self.n, p=self.weights))
 
+    def show_results(self, b: tuple, out, max_n: int = 9, ctxs=None, show: bool = True, **kwargs):
+        """fastai's `show_results` (what `learn.show_results()` calls): each image titled with its targets over the
+        predictions, a single-label title green when right and red when wrong. A multi-label or multi-task batch
+        takes fastai's generic image case, which fastai 2.8 cannot dispatch (it subscripts a plum function, fastai
+        issue #4092): it is drawn here as fastai means it, on fastai's grid."""
+        x, y, samples, outs = super().show_results(b, out, max_n=max_n, show=False)
+        if not show:
+            return x, y, samples, outs
+        if isinstance(y, TensorCategory):
+            return show_results(x, y, samples, outs, ctxs=ctxs, max_n=max_n, **kwargs)
+        grid = {key: kwargs.pop(key, None) for key in ("nrows", "ncols", "figsize")}
+        axes = ctxs if ctxs is not None else get_grid(min(len(samples), max_n), **grid)
+        generic = show_results.invoke(object, object, object, object)
+        axes = generic(x, y, samples, outs, ctxs=axes, max_n=max_n, **kwargs)
+        if ctxs is None:  # a grid of its own: room for titles of two lines per task
+            axes[0].figure.tight_layout()
+        return axes
+
     def new(self, dataset=None, cls=None, **kwargs) -> ImageDL:
         carried = {"augment": self.augment, "persistent_workers": self.fake_l.persistent_workers}
         return super().new(dataset, cls, **{**carried, **kwargs})
@@ -60,6 +83,9 @@ class ImageDL(TfmdDL):
 
 class ImageDataLoaders(DataLoaders):
     """Training and validation `ImageDL`s; `test_dl` predicts any item table with the validation view.
+
+    fastai's `dls.show_batch()` (`b=None, max_n=9, nrows=None, ncols=None, figsize=None, show=True`) draws a training
+    batch as the model gets it (augmented, normalisation undone) titled with its labels, through `ItemSet.decode`.
 
     `cache_spec` is how the image cache made the inputs (None: the image files themselves), which an exported
     member must repeat to see new images as training saw these.
@@ -69,7 +95,8 @@ class ImageDataLoaders(DataLoaders):
 
     def test_dl(self, items: pd.DataFrame, with_labels: bool = False, **kwargs) -> ImageDL:
         store = self.valid.dataset.store
-        item_set = ItemSet(store, store.add(items["path"].tolist()), items=items.reset_index(drop=True))
+        item_set = ItemSet(store, store.add(items["path"].tolist()), items=items.reset_index(drop=True),
+                           heads=self.valid.dataset.heads)  # fmt: skip
         return self.valid.new(item_set, shuffle=False, drop_last=False, **kwargs)
 
 
@@ -109,7 +136,8 @@ def make_dataloaders(
     targets = target_tensors(train, heads)
     valid = np.array(is_valid, dtype=bool)  # a copy: torch wants writable arrays
     sets = [ItemSet(store, rows[mask], tuple(t[torch.from_numpy(mask)] for t in targets), split_idx,
-                    train[mask].reset_index(drop=True)) for mask, split_idx in ((~valid, 0), (valid, 1))]  # fmt: skip
+                    train[mask].reset_index(drop=True), tuple(heads))
+            for mask, split_idx in ((~valid, 0), (valid, 1))]  # fmt: skip
     after_batch = [ToFloat(), *(batch_transforms(member.aug, stage.size) if on_gpu else [])]
     common = {"num_workers": workers, "pin_memory": on_gpu, "persistent_workers": on_gpu and workers > 0,
               "device": device, "augment": None if on_gpu else CpuAugment(member.aug, stage.size)}  # fmt: skip
@@ -120,6 +148,25 @@ def make_dataloaders(
     dls = ImageDataLoaders(train_dl, valid_dl, device=device)
     dls.cache_spec = CacheSpec.of_entry(train["path"].iloc[0]) if len(train) else None
     return dls
+
+
+def member_dataloaders(
+    member: Member,
+    competition: Competition,
+    train: pd.DataFrame,
+    is_valid: pd.DataFrame | pd.Series | np.ndarray,
+    vocab: dict[str, list[str]],
+    stage: int = 0,
+    num_workers: int | None = None,
+    weights: np.ndarray | None = None,
+) -> ImageDataLoaders:
+    """The loaders `train_member` trains `member` on in its stage number `stage` (of `member.stage_list`; the
+    first by default): its heads, size, resize method, augmentation and batch size, the rows `is_valid` (a
+    `make_splits` frame or booleans aligned with `train`) holds out. `dls.show_batch()` shows what it will see."""
+    heads = make_heads(competition, vocab, member)
+    is_valid = valid_mask(is_valid, train)
+    channels = input_channels(competition)
+    return make_dataloaders(train, is_valid, heads, member, num_workers, channels, member.stage_list[stage], weights)
 
 
 def cache_settings(dls: DataLoaders) -> dict | None:

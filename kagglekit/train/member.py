@@ -33,7 +33,7 @@ from kagglekit.train.distributed import distributed, is_main_process, main_proce
 from kagglekit.train.ema import WeightEma
 from kagglekit.train.heads import Head, make_heads
 from kagglekit.train.learner import apply_precision, create_learner, replace_loaders
-from kagglekit.train.loaders import make_dataloaders
+from kagglekit.train.loaders import member_dataloaders
 from kagglekit.train.lr_find import loss_callbacks, resolve_lr
 from kagglekit.train.mixing import Mixing
 from kagglekit.train.progress import show_progress
@@ -138,10 +138,10 @@ def train_member(
     is_valid = valid_mask(is_valid, train)
     n_train = int((~is_valid).sum())
     accumulation = accumulation_callbacks(member, n_train)
-    channels, stages = input_channels(competition), member.stage_list
+    channels = input_channels(competition)
 
     def loaders(stage: int):
-        return make_dataloaders(train, is_valid, heads, member, num_workers, channels, stages[stage], weights)
+        return member_dataloaders(member, competition, train, is_valid, vocab, stage, num_workers, weights)
 
     learn = create_learner(loaders(0), member, heads, channels)
     show_progress(learn, member.name)
