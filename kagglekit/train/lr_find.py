@@ -34,7 +34,7 @@ from kagglekit.runs import config_key
 from kagglekit.train.distributed import is_main_process, main_process_first
 from kagglekit.train.heads import Head, make_heads
 from kagglekit.train.learner import apply_precision, create_learner
-from kagglekit.train.loaders import make_dataloaders
+from kagglekit.train.loaders import member_dataloaders
 from kagglekit.train.mixing import Mixing
 from kagglekit.train.progress import show_progress
 from kagglekit.train.schedule import accumulation_callbacks, schedule
@@ -134,9 +134,8 @@ def lr_find_member(
     heads = make_heads(competition, vocab, member)
     is_valid = valid_mask(is_valid, train)
     callbacks = [*accumulation_callbacks(member, int((~is_valid).sum())), *loss_callbacks(member, heads)]
-    channels = input_channels(competition)
-    dls = make_dataloaders(train, is_valid, heads, member, num_workers, channels, member.stage_list[0])
-    learn = create_learner(dls, member, heads, channels)
+    dls = member_dataloaders(member, competition, train, is_valid, vocab, num_workers=num_workers)
+    learn = create_learner(dls, member, heads, input_channels(competition))
     show_progress(learn, member.name)  # no per-batch bars in a pipe or a log
     apply_precision(learn, member)
     _as_first_phase(learn, member)
