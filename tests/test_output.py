@@ -1,0 +1,109 @@
+"""Output that works in a terminal, in a pipe and in a Kaggle batch log: help never folded at 80 columns, flags that
+read as flags, usage errors without a box."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import re
+import struct
+import subprocess
+import sys
+import termios
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from kagglekit.cli import app
+
+
+def _commands(group, path=()):
+    """(command path, click command) for the app and every command and sub-command under it."""
+    yield path, group
+    for name, command in getattr(group, "commands", {}).items():
+        yield from _commands(command, (*path, name))
+
+
+COMMANDS = list(_commands(typer.main.get_command(app)))
+
+
+@pytest.mark.parametrize("path", [path for path, _ in COMMANDS], ids=lambda path: " ".join(path) or "kagglekit")
+def test_help_in_a_pipe_gives_each_option_one_line_and_flags_read_as_flags(path, monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)
+    command = dict(COMMANDS)[path]
+    result = CliRunner().invoke(app, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "<bool>" not in result.output and "╭" not in result.output
+    rows = {}  # the names column of each option's line, split into names and metavars -> that line
+    for line in (line for line in lines if line.lstrip().startswith("-")):
+        first = re.split(r"\s{2,}", line.strip())[0]
+        rows.setdefault(frozenset(first.replace(",", " ").split()), line)
+    for param in command.params:
+        if not isinstance(param, typer.core.TyperOption) or param.hidden or not param.help:
+            continue
+        (names, line), *_ = [(names, line) for names, line in rows.items() if param.opts[0] in names]
+        assert " ".join(param.help.split()) in line, (line, param.help)  # the whole help, not folded
+        if param.is_flag:  # `--fresh`, `-v, --verbose`, `--push / --no-push`: names only, no value to give
+            assert names == {*param.opts, *param.secondary_opts, *(["/"] if param.secondary_opts else [])}, line
+    if command.help:  # each paragraph of the command's own help on one line
+        for paragraph in command.help.split("\n\n"):
+            assert " ".join(paragraph.split()) in result.output.replace("\n  ", "\n")
+
+
+def test_the_command_list_gives_each_command_its_first_sentence_on_one_line(monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)
+    result = CliRunner().invoke(app, ["--help"])
+    predict = next(line for line in result.output.splitlines() if line.lstrip().startswith("predict "))
+    assert predict.endswith("or IMAGES, printing the top class per task."), predict
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error"),
+    [(["run"], "Error: Missing argument 'competition'."), (["check", "--bogus"], "Error: No such option: --bogus")],
+)
+def test_a_usage_error_in_a_pipe_is_a_plain_line_not_a_box(arguments, error, monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)
+    result = CliRunner().invoke(app, arguments)
+    assert result.exit_code == 2
+    assert error in result.output.splitlines(), result.output
+    assert not set("╭│╰") & set(result.output)
+
+
+def test_no_arguments_prints_the_plain_help():
+    result = CliRunner().invoke(app, [])
+    assert result.exit_code == 2
+    assert result.output.startswith("Usage: ") and "[OPTIONS] COMMAND [ARGS]..." in result.output.splitlines()[0]
+    assert "  run          Train the recipe's ensemble, write a checked submission" in result.output
+
+
+def _in_a_terminal(arguments: list[str], columns: int) -> str:
+    """`python -m kagglekit ARGUMENTS` with a pseudo-terminal `columns` wide as its output: what a user sees."""
+    main, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    env = {key: value for key, value in os.environ.items() if key not in ("COLUMNS", "LINES")}
+    process = subprocess.Popen([sys.executable, "-m", "kagglekit", *arguments], stdout=child, stderr=child, env=env)
+    os.close(child)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main)
+    process.wait(timeout=60)
+    return b"".join(chunks).decode().replace("\r\n", "\n")
+
+
+def test_help_in_a_terminal_takes_its_whole_width():
+    output = _in_a_terminal(["run", "--help"], columns=100)
+    lines = output.splitlines()
+    assert max(map(len, lines)) <= 100 and max(map(len, lines)) > 80, output  # wrapped at 100, not at 80
+    corrections = next(n for n, line in enumerate(lines) if line.lstrip().startswith("--corrections"))
+    assert re.match(r" {24}\S", lines[corrections + 1])  # its long help folded to fit, under its first line
+    assert re.search(r"^\s+--fresh\s{2,}Start a new run", output, re.MULTILINE)
