@@ -8,6 +8,13 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+from rich.console import Console
+from rich.progress import Progress, ProgressColumn
+
+T = TypeVar("T")
 
 
 def interactive() -> bool:
@@ -15,3 +22,16 @@ def interactive() -> bool:
     if os.environ.get("KAGGLE_KERNEL_RUN_TYPE") == "Batch":  # a saved version or a competition rerun
         return False
     return sys.stdout.isatty() or "ipykernel" in sys.modules
+
+
+def progress(*columns: str | ProgressColumn, console: Console | None = None) -> Progress:
+    """A rich `Progress` for a long step: drawn while someone watches (`interactive()`) and cleared when it stops,
+    since the step's own log line says what it did; otherwise disabled, so a pipe or a log gets nothing from it,
+    not even the empty line rich's `Progress.stop` prints on a console that is not a terminal."""
+    return Progress(*columns, console=console, transient=True, disable=not interactive())
+
+
+def track(sequence: Iterable[T], description: str, total: float | None = None) -> Iterator[T]:
+    """`sequence`, with a `progress` bar (rich's default columns) while it is consumed: rich's `track`."""
+    with progress(*Progress.get_default_columns()) as bar:
+        yield from bar.track(sequence, total=total, description=description)

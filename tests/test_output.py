@@ -1,9 +1,10 @@
 """Output that works in a terminal, in a pipe and in a Kaggle batch log: help never folded at 80 columns, flags that
-read as flags, usage errors without a box."""
+read as flags, usage errors without a box; progress bars that leave nothing behind, and print nothing in a pipe."""
 
 from __future__ import annotations
 
 import fcntl
+import io
 import os
 import pty
 import re
@@ -12,10 +13,13 @@ import subprocess
 import sys
 import termios
 
+import pyte
 import pytest
 import typer
+from rich.progress import BarColumn, TextColumn
 from typer.testing import CliRunner
 
+from kagglekit._output import progress, track
 from kagglekit.cli import app
 
 
@@ -107,3 +111,51 @@ def test_help_in_a_terminal_takes_its_whole_width():
     corrections = next(n for n, line in enumerate(lines) if line.lstrip().startswith("--corrections"))
     assert re.match(r" {24}\S", lines[corrections + 1])  # its long help folded to fit, under its first line
     assert re.search(r"^\s+--fresh\s{2,}Start a new run", output, re.MULTILINE)
+
+
+def _steps() -> None:
+    """What a run prints around its bars: a line, two bars (a finished step, then a download-style one), a line."""
+    print("Plan: 2 member(s), TTA 2 on 150 test images")
+    assert list(track(range(40), "resnet18 test TTA (2+1 passes)")) == list(range(40))
+    with progress(TextColumn("{task.description}"), BarColumn()) as bar:
+        task = bar.add_task("Downloading paddy.zip", total=3)
+        for _ in range(3):
+            bar.advance(task)
+    print("Submission: submissions/paddy/sample.csv")
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rich_console(monkeypatch):
+    """rich's global console (the one `track` draws on) fixes `is_interactive` when it is made: one per test."""
+    monkeypatch.setattr("rich._console", None)
+
+
+def test_progress_bars_in_a_terminal_leave_no_line_behind(monkeypatch):
+    """Replayed through a terminal emulator, the screen holds the two lines and nothing where the bars were."""
+    monkeypatch.delenv("KAGGLE_KERNEL_RUN_TYPE", raising=False)
+    monkeypatch.setenv("COLUMNS", "70")  # the width rich lays the bars out at
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    _steps()
+    monkeypatch.undo()
+    written = terminal.getvalue()
+    assert "━" in written  # the bars were drawn
+    screen = pyte.Screen(70, 10)
+    pyte.Stream(screen).feed(written.replace("\n", "\r\n"))  # a terminal's output post-processing (onlcr)
+    shown = [line.rstrip() for line in screen.display]
+    assert shown[:3] == ["Plan: 2 member(s), TTA 2 on 150 test images", "Submission: submissions/paddy/sample.csv", ""]
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["pipe", "Kaggle batch"])
+def test_progress_bars_print_nothing_in_a_pipe_or_a_kaggle_batch_log(batch, capsys, monkeypatch):
+    if batch:  # a notebook's saved version: a log, even where stdout claims to be a terminal
+        monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Batch")
+        monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    _steps()
+    output = capsys.readouterr().out
+    assert output == "Plan: 2 member(s), TTA 2 on 150 test images\nSubmission: submissions/paddy/sample.csv\n"

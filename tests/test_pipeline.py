@@ -54,6 +54,8 @@ def test_run_end_to_end_then_compare_with_the_previous_submission(paddy_sample, 
     assert "ensemble" in first.output and "passed the submission checks" in first.output
     assert "Test accuracy against the hidden answers" in first.output
     last = first.output.rstrip().splitlines()[-1]  # the report's path, printed last
+    assert "" not in first.output.splitlines(), first.output  # no line left where a progress bar was
+    assert not {"━", "█", "\r"} & set(first.output)  # and no bar at all: a pipe gets one line per step
     assert last.startswith("Report: ") and last.endswith("report.html")
 
     (run_json,) = (tmp_path / "runs" / "paddy").glob("*/run.json")
