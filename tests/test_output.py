@@ -16,6 +16,7 @@ import termios
 import pyte
 import pytest
 import typer
+from rich.console import Console
 from rich.progress import BarColumn, TextColumn
 from typer.testing import CliRunner
 
@@ -159,3 +160,20 @@ def test_progress_bars_print_nothing_in_a_pipe_or_a_kaggle_batch_log(batch, caps
     _steps()
     output = capsys.readouterr().out
     assert output == "Plan: 2 member(s), TTA 2 on 150 test images\nSubmission: submissions/paddy/sample.csv\n"
+
+
+def test_log_lines_in_a_terminal_are_the_message_alone(monkeypatch):
+    """rich's log handler draws the level itself; the line must not repeat it as `INFO:kagglekit.data.locate:`."""
+    import logging
+
+    import kagglekit.cli
+
+    screen = io.StringIO()
+    monkeypatch.setattr(kagglekit.cli, "console", Console(file=screen, force_terminal=True, width=100))
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))  # the command's logging set-up is undone afterwards
+    monkeypatch.setattr(root, "level", root.level)
+    kagglekit.cli.main(verbose=False)
+    logging.getLogger("kagglekit.data.locate").info("Using the paddy data in /data/paddy")
+    text = re.sub(r"\x1b\[[0-9;]*m", "", screen.getvalue())
+    assert re.fullmatch(r"INFO +Using the paddy data in /data/paddy\s*", text), text

@@ -50,7 +50,10 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show deb
     else:
         handler = logging.StreamHandler(console.file)
         handler.setFormatter(_PlainFormatter("%(message)s"))
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True)
+    # the message alone (RichHandler draws the level beside it; without a format basicConfig adds "INFO:name:")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", handlers=[handler], force=True
+    )
     for noisy in ("PIL", "fsspec", "matplotlib", "h5py", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("pydicom").setLevel(logging.ERROR)  # per-file header complaints: the cache reports bad files
