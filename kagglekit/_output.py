@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
+from rich import get_console
 from rich.console import Console
 from rich.progress import Progress, ProgressColumn
 
@@ -18,10 +19,11 @@ T = TypeVar("T")
 
 
 def interactive() -> bool:
-    """A terminal, or a notebook someone is editing; not a pipe, a log file or a Kaggle batch run."""
+    """A terminal, or a notebook someone is editing (a live Jupyter kernel, as rich detects it: ipykernel merely
+    imported, as in a test run, is not one); not a pipe, a log file or a Kaggle batch run."""
     if os.environ.get("KAGGLE_KERNEL_RUN_TYPE") == "Batch":  # a saved version or a competition rerun
         return False
-    return sys.stdout.isatty() or "ipykernel" in sys.modules
+    return sys.stdout.isatty() or get_console().is_jupyter
 
 
 def progress(*columns: str | ProgressColumn, console: Console | None = None) -> Progress:

@@ -3,6 +3,7 @@ read as flags, usage errors without a box; progress bars that leave nothing behi
 
 from __future__ import annotations
 
+import builtins
 import fcntl
 import io
 import os
@@ -12,6 +13,7 @@ import struct
 import subprocess
 import sys
 import termios
+import types
 
 import pyte
 import pytest
@@ -177,3 +179,20 @@ def test_log_lines_in_a_terminal_are_the_message_alone(monkeypatch):
     logging.getLogger("kagglekit.data.locate").info("Using the paddy data in /data/paddy")
     text = re.sub(r"\x1b\[[0-9;]*m", "", screen.getvalue())
     assert re.fullmatch(r"INFO +Using the paddy data in /data/paddy\s*", text), text
+
+
+def test_a_process_that_imported_ipykernel_is_no_notebook_but_a_live_kernel_is(monkeypatch):
+    """The test run imports ipykernel (to run notebooks); a live kernel is what rich detects as Jupyter."""
+    from kagglekit._output import interactive
+
+    monkeypatch.delenv("KAGGLE_KERNEL_RUN_TYPE", raising=False)
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    monkeypatch.setattr(sys, "stdout", io.StringIO())  # a pipe
+    assert not interactive()
+
+    class ZMQInteractiveShell:  # what IPython's kernel runs a notebook's cells in
+        pass
+
+    monkeypatch.setattr(builtins, "get_ipython", ZMQInteractiveShell, raising=False)
+    monkeypatch.setattr("rich._console", None)  # rich asks when it makes its console
+    assert interactive()
