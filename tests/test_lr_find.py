@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pandas as pd
+import pyte
 import pytest
 import torch
 from colours import colours
@@ -166,3 +168,27 @@ def test_lr_find_in_a_recipe_trains_at_the_valley_and_records_the_curve(colours_
     assert metrics["f"]["lr_found"] == {"": found["valley"]}
     page = result.report.read_text()
     assert 'id="lr"' in page and f"trained at the valley suggestion {found['valley']:.6f}" in page
+
+
+def test_lr_find_in_a_terminal_leaves_no_batch_bar_behind(capsys, monkeypatch, tmp_path):
+    """fastai's lr_find stops mid-epoch; its batch bar is cleared, so the next line starts on a clean line."""
+    from fastai.data.core import DataLoaders
+    from fastai.learner import Learner
+    from fastai.losses import MSELossFlat
+
+    from kagglekit.train.progress import show_progress
+
+    monkeypatch.chdir(tmp_path)  # fastai's LRFinder parks the weights in models/
+    monkeypatch.delenv("KAGGLE_KERNEL_RUN_TYPE", raising=False)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)  # a terminal: fastai's bars are kept
+    monkeypatch.setenv("COLUMNS", "100")  # fastprogress sizes its bar to it
+    points = [(torch.randn(2), torch.randn(1)) for _ in range(64)]
+    learn = Learner(DataLoaders.from_dsets(points, points[:16], bs=8), torch.nn.Linear(2, 1), loss_func=MSELossFlat())
+    show_progress(learn, "m")
+    learn.lr_find(num_it=5, show_plot=False, suggest_funcs=None)  # 5 of the epoch's 8 batches
+    print("lr_find for m: valley 1.00e-03")
+    written = capsys.readouterr().out
+    assert "Epoch 1/1 : |" in written  # the bar was drawn
+    screen = pyte.Screen(100, 5)
+    pyte.Stream(screen).feed(written.replace("\n", "\r\n"))
+    assert [line.rstrip() for line in screen.display][:2] == ["lr_find for m: valley 1.00e-03", ""]

@@ -1,6 +1,7 @@
 """End to end: `kagglekit run` on a tiny sample trains, ensembles, writes, checks and scores a submission."""
 
 import json
+import re
 from functools import partial
 
 import pandas as pd
@@ -54,6 +55,9 @@ def test_run_end_to_end_then_compare_with_the_previous_submission(paddy_sample, 
     assert "ensemble" in first.output and "passed the submission checks" in first.output
     assert "Test accuracy against the hidden answers" in first.output
     last = first.output.rstrip().splitlines()[-1]  # the report's path, printed last
+    assert "" not in first.output.splitlines(), first.output  # no line left where a progress bar was
+    bars = r"Caching images|Resizing \d+ images|TTA \(\d\+1 passes\)|█|\r"  # rich's and fastai's, and redraws
+    assert not re.search(bars, first.output), first.output  # no bar at all: a pipe gets one line per step
     assert last.startswith("Report: ") and last.endswith("report.html")
 
     (run_json,) = (tmp_path / "runs" / "paddy").glob("*/run.json")

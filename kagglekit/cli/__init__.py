@@ -10,12 +10,15 @@ import typer
 from rich.logging import RichHandler
 
 from kagglekit.cli import insight, kaggle, kernels, local, predict
-from kagglekit.cli.common import Commands, console, fit_output
+from kagglekit.cli.common import Commands, console
 
 app = typer.Typer(
     cls=Commands,
     help="From 'joined the competition' to a validated Kaggle submission.",
     no_args_is_help=True,
+    # click's plain help and usage errors: flags read as flags (rich's help shows `--fresh <bool>`) and no
+    # 80-column box in a pipe or a log; `Commands` sizes them for this invocation
+    rich_markup_mode=None,
     pretty_exceptions_show_locals=False,  # locals may hold credentials; a bug's traceback must not print them
 )
 
@@ -41,14 +44,16 @@ class _PlainFormatter(logging.Formatter):
 
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show debug logging.")] = False) -> None:
-    fit_output()
     quiet_library_warnings()
     if console.is_terminal:
         handler: logging.Handler = RichHandler(console=console, show_path=False, show_time=False)
     else:
         handler = logging.StreamHandler(console.file)
         handler.setFormatter(_PlainFormatter("%(message)s"))
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True)
+    # the message alone (RichHandler draws the level beside it; without a format basicConfig adds "INFO:name:")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", handlers=[handler], force=True
+    )
     for noisy in ("PIL", "fsspec", "matplotlib", "h5py", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("pydicom").setLevel(logging.ERROR)  # per-file header complaints: the cache reports bad files

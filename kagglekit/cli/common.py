@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import TYPE_CHECKING, NoReturn
 
 import typer
@@ -20,11 +21,17 @@ if TYPE_CHECKING:
 # Messages are never wrapped (one greppable line in a log); tables fit a terminal's width.
 console = Console(soft_wrap=True)
 PIPE_WIDTH = 200  # tables in a pipe or a log, where no width is known: wide enough that no name is cut
+UNWRAPPED = sys.maxsize  # `--help` in a pipe or a log: no line is ever wrapped
+
+
+def _width_known() -> bool:
+    """A terminal, or COLUMNS set: lay output out at that width. A pipe or a log has no width."""
+    return console.is_terminal or "COLUMNS" in os.environ
 
 
 def fit_output() -> None:
     """Size the console for this invocation: a terminal's width, COLUMNS if set, else `PIPE_WIDTH`."""
-    console.width = None if console.is_terminal or "COLUMNS" in os.environ else PIPE_WIDTH
+    console.width = None if _width_known() else PIPE_WIDTH
 
 
 def print_table(table: Table) -> None:
@@ -48,7 +55,19 @@ def fail(error: KagglekitError | str) -> NoReturn:
 
 
 class Commands(TyperGroup):
-    """Runs a command; a `KagglekitError` it raises is printed as one line (exit 2), never as a traceback."""
+    """Runs a command; a `KagglekitError` it raises is printed as one line (exit 2), never as a traceback.
+
+    The top-level context sizes this invocation's output before `--help` or a usage error can print. Help is click's
+    formatter (the app sets `rich_markup_mode=None`): a terminal's full width (or COLUMNS) instead of click's 80
+    columns, and in a pipe or a log no wrapping at all, so each option, command and paragraph is one line.
+    Sub-commands inherit the sizes.
+    """
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        if parent is None:
+            fit_output()
+            extra = {"terminal_width": None if _width_known() else UNWRAPPED, "max_content_width": UNWRAPPED, **extra}
+        return super().make_context(info_name, args, parent, **extra)
 
     def invoke(self, ctx):
         try:

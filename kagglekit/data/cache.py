@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Literal, NamedTuple
 
 import numpy as np
-from rich.progress import track
 
 from kagglekit._io import atomic_write
+from kagglekit._output import track
 from kagglekit.data.pixels import Decoded, Size, mosaic, shrink, to_channels
 from kagglekit.errors import ImageReadError, one_line
 

@@ -15,8 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rich.progress import track
-
+from kagglekit._output import track
 from kagglekit.errors import DicomReadError
 
 log = logging.getLogger(__name__)
@@ -47,7 +46,7 @@ def index_dicoms(folder: Path) -> DicomFiles:
     files = DicomFiles(folder)
     unreadable = []
     paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() == ".dcm")
-    for path in track(paths, description=f"Reading DICOM headers in {folder.name}/", transient=True):
+    for path in track(paths, description=f"Reading DICOM headers in {folder.name}/"):
         named = UID_IN_NAME.match(path.name)
         if named:
             files.by_name.setdefault(named.group(), path)

@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from kagglekit._io import utc_now, write_json
+from kagglekit._output import progress
 from kagglekit.defaults import DOWNLOADS
 from kagglekit.errors import KaggleError, PluginError
 from kagglekit.kaggle.auth import client_errors, find_credentials, kaggle_client
@@ -51,7 +52,7 @@ def _size(n: float) -> str:
 
 
 def _progress(console: Console | None) -> Progress:
-    return Progress(
+    return progress(
         TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
         console=console,
     )  # fmt: skip

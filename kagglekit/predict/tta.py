@@ -9,8 +9,8 @@ import pandas as pd
 import torch
 from fastai.learner import Learner
 from fastai.torch_core import no_random
-from rich.progress import track
 
+from kagglekit._output import track
 from kagglekit.ensemble.probabilities import Probabilities
 
 TTA_SEED = 0  # augmented passes draw from this seed: the same images get the same augmentations wherever predicted
@@ -51,7 +51,7 @@ def predict_member_passes(
     mean = plain = None
     with no_random(seed, reproducible=False):
         dl = learn.dls.test_dl(items, with_labels=False)  # its own random generator is drawn from `seed` too
-        for done, split_idx in enumerate(track(passes, description=f"{label} ({n_tta}+1 passes)", transient=True)):
+        for done, split_idx in enumerate(track(passes, description=f"{label} ({n_tta}+1 passes)")):
             started = time.perf_counter()
             with dl.dataset.set_split_idx(split_idx), learn.no_bar():
                 probs, _ = learn.get_preds(dl=dl)

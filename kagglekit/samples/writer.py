@@ -17,9 +17,9 @@ from string import Formatter
 import numpy as np
 import pandas as pd
 from PIL import Image
-from rich.progress import track
 
 from kagglekit._io import atomic_write, write_csv
+from kagglekit._output import track
 from kagglekit.competition import Competition, DicomIndex, SampleSpec
 from kagglekit.defaults import cache_root
 

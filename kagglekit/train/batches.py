@@ -19,8 +19,8 @@ import torch
 from fastai.data.core import Transform  # fastcore.transform before fastai 2.8, fasttransform since
 from fastai.data.transforms import Category, MultiCategory
 from fastai.torch_core import TensorCategory, TensorImage, TensorMultiCategory
-from rich.progress import track
 
+from kagglekit._output import track
 from kagglekit.data.cache import load_image
 from kagglekit.data.pixels import ResizeMethod, Size, fitted, window
 from kagglekit.train.heads import Head
@@ -45,7 +45,6 @@ class ImageStore:
                 loaded = track(
                     pool.map(load, missing),
                     total=len(missing),
-                    transient=True,
                     description=f"Resizing {len(missing)} images to {self.size[0]}x{self.size[1]}",
                 )
                 for path, image in zip(missing, loaded, strict=True):
