@@ -196,3 +196,16 @@ def test_a_process_that_imported_ipykernel_is_no_notebook_but_a_live_kernel_is(m
     monkeypatch.setattr(builtins, "get_ipython", ZMQInteractiveShell, raising=False)
     monkeypatch.setattr("rich._console", None)  # rich asks when it makes its console
     assert interactive()
+
+
+def test_a_bugs_traceback_in_a_pipe_is_pythons_own_unboxed_and_whole():
+    """A bug (exit 1) in a log must be greppable: the `bug:` line, then Python's traceback, not a box folded at 80
+    columns."""
+    code = ("import sys\nfrom kagglekit.cli import app, local\n"
+            "local.list_competitions = lambda: 1 / 0\nsys.argv = ['kagglekit', 'list']\napp()")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "bug: kagglekit failed with ZeroDivisionError: division by zero." in done.stdout
+    assert "Traceback (most recent call last):" in done.stderr, done.stderr
+    assert done.stderr.rstrip().endswith("ZeroDivisionError: division by zero")
+    assert not re.search("[╭│╰]", done.stderr)

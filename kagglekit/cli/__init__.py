@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 from typing import Annotated
 
@@ -20,6 +21,7 @@ app = typer.Typer(
     # 80-column box in a pipe or a log; `Commands` sizes them for this invocation
     rich_markup_mode=None,
     pretty_exceptions_show_locals=False,  # locals may hold credentials; a bug's traceback must not print them
+    pretty_exceptions_enable=sys.stderr.isatty(),  # in a pipe or a log, Python's own traceback: no 80-column box
 )
 
 
