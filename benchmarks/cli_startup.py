@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-HEAVY = ("numpy", "pandas", "PIL", "sklearn", "pydicom", "torch", "fastai")
+HEAVY = ("numpy", "pandas", "PIL.Image", "sklearn", "pydicom", "torch", "fastai")
 BARE = """
 import typer
 app = typer.Typer()
@@ -32,7 +32,8 @@ app()
 """
 PROBE = """
 import atexit, runpy, sys
-atexit.register(lambda: print("HEAVY", *sorted({heavy} & set(sys.modules)), file=sys.stderr))
+atexit.register(lambda: print("HEAVY", *sorted(m for m in {heavy} if m in sys.modules and
+                                                 type(sys.modules[m]).__name__ != "_LazyModule"), file=sys.stderr))
 sys.argv = {argv}
 runpy.run_module("kagglekit", run_name="__main__")
 """
