@@ -13,7 +13,7 @@ one pass at `size` px, batch 64, it measures images/s for:
 - the limit: batches read from a pre-resized uint8 memmap (no decoding, no resizing, no augmentation);
 - kagglekit's steady epoch with 0, 1 and 2 loader workers (what `default_workers` chose from);
 - one training epoch of a kagglekit member (`train_member`) against bare fastai
-  (`vision_learner(...).fit_one_cycle(1)`) on the same images;
+  (`vision_learner(...).fit_one_cycle(1)`) on the same images, and the member again with 2 loader workers;
 - TTA (`predict_member`) peak memory for n = 0, 4 and 16 augmented passes (256 images at the training size).
 
 Every number is from this one run on this machine; the ratios are what to compare across machines.
@@ -163,8 +163,12 @@ def training(train: pd.DataFrame, cache: Path, arch: str, size: int, report: lis
     vocab = {"label": sorted(train["label"].unique()), "variety": sorted(train["variety"].unique())}
     split = make_splits(prepared.items.train["id"], valid_pct=0.2, seed=0)
     member = Member(name="bench", arch=arch, size=size, aug="default", epochs=1, batch_size=BATCH, freeze_epochs=0)
-    with tempfile.TemporaryDirectory() as out:
-        ours, _ = _timed(lambda: train_member(member, paddy, prepared.items.train, split, vocab, Path(out), seed=0))
+    epoch = {}
+    for workers in (0, 2):  # the CPU default is 0: workers would compete with the model for the cores
+        with tempfile.TemporaryDirectory() as out:
+            epoch[workers], _ = _timed(lambda out=out, workers=workers: train_member(
+                member, paddy, prepared.items.train, split, vocab, Path(out), seed=0, num_workers=workers))  # fmt: skip
+    ours = epoch[0]
 
     def bare():
         frame = train.assign(is_valid=split["is_valid"].to_numpy())
@@ -184,6 +188,8 @@ def training(train: pd.DataFrame, cache: Path, arch: str, size: int, report: lis
     report.append(f"{f'one epoch, kagglekit train_member ({arch}, {size} px, warm cache)':<72} {ours:>9.1f} s")
     report.append(f"{f'one epoch, bare fastai vision_learner.fit_one_cycle ({arch}, {size} px)':<72} {theirs:>9.1f} s")
     report.append(f"  epoch time kagglekit / bare fastai: {ours / theirs:.2f} (target: at most 1.05)")
+    report.append(f"{'one epoch, kagglekit train_member with 2 loader workers':<72} {epoch[2]:>9.1f} s")
+    report.append(f"  epoch time 2 workers / 0 workers (the CPU default): {epoch[2] / ours:.2f}")
 
 
 def _peak_rss_mb() -> float:
