@@ -392,8 +392,8 @@ def _negative(frame: pd.DataFrame, row: int) -> pd.DataFrame:
 
 
 DOGS_BREAKAGES = {
-    "missing breed column": (lambda f: f.drop(columns="pug"), r"missing column\(s\): pug in the header \(line 1\)"),
-    "extra breed column": (lambda f: f.assign(dingo="0"), r"unexpected column\(s\): dingo in the header \(line 1\)"),
+    "missing breed column": (lambda f: f.drop(columns="pug"), r"missing column\(s\): 'pug' in the header \(line 1\)"),
+    "extra breed column": (lambda f: f.assign(dingo="0"), r"unexpected column\(s\): 'dingo' in the header \(line 1\)"),
     "non-numeric probability": (lambda f: _perturb(f, 2, "pug", "0.1x"), r"non-numeric probability at line 4 \(id \w+\)"),
     "NaN probability": (lambda f: _perturb(f, 4, "pug", "NaN"), r"empty or NaN 'pug' at line 6 \(id \w+\)"),
     "empty probability": (lambda f: _perturb(f, 4, "pug", ""), r"empty or NaN 'pug' at line 6 \(id \w+\)"),

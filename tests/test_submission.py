@@ -41,8 +41,8 @@ def test_a_valid_file_passes(paddy, sample, tmp_path):
 
 
 BREAKAGES = {
-    "missing column": (lambda f: f.drop(columns="label"), r"missing column\(s\): label"),
-    "extra column": (lambda f: f.assign(score=1), r"unexpected column\(s\): score"),
+    "missing column": (lambda f: f.drop(columns="label"), r"missing column\(s\): 'label'"),
+    "extra column": (lambda f: f.assign(score=1), r"unexpected column\(s\): 'score'"),
     "missing row": (lambda f: f.iloc[:-1], r"19 rows, the sample submission has 20"),
     "missing id": (lambda f: f.iloc[:-1], r"1 id\(s\) of the sample submission are missing, e.g. 200020.jpg"),
     "unknown id": (lambda f: f.replace({"image_id": {"200003.jpg": "999.jpg"}}), r"not in the sample.*line 4 \(id 999.jpg\)"),
@@ -109,7 +109,10 @@ RAW = {
     "a row with a cell too many": (lambda rows: "\n".join([*rows[:4], rows[4] + ",x", *rows[5:]]), False,
                                    r"wrong number of cells \(the header has 2\) at line 5$"),
     "a column named twice": (lambda rows: "\n".join(["image_id,label,label"] + [r + ",blast" for r in rows[1:]]),
-                             False, r"named twice in the header \(line 1\): label"),
+                             False, r"named twice in the header \(line 1\): 'label'"),
+    "a column named twice over rows of two cells": (lambda rows: "\n".join(["image_id,label,label", *rows[1:]]),
+                                                    False, r"named twice in the header \(line 1\): 'label'"),
+    "a blank line before the header": (lambda rows: "\n" + "\n".join(rows), True, None),
     "a byte-order mark (Excel's UTF-8)": (lambda rows: "\ufeff" + "\n".join(rows), True, None),
     "Windows line ends": (lambda rows: "\r\n".join(rows) + "\r\n", True, None),
 }  # fmt: skip
@@ -123,13 +126,30 @@ def test_files_are_read_as_the_grader_reads_them_and_problems_name_the_real_line
     assert not ok or report.warnings == []
 
 
+def test_a_header_only_file_is_one_error(paddy, sample, tmp_path):
+    report = _check(paddy, _text(sample, tmp_path, lambda rows: rows[0] + "\n"), sample)
+    assert report.errors == ["the file has a header but no rows"]
+
+
+@pytest.mark.parametrize(
+    "header", ["image_id,label,variety,age", "id,breed", "image_id,label\n"], ids=["train.csv", "dogs'", "no rows"]
+)
+def test_a_sample_submission_that_cannot_be_the_competitions_is_one_error_about_it(paddy, sample, tmp_path, header):
+    """Another competition's sample, the training CSV or an empty one: the sample is wrong, not the submission."""
+    _valid(sample, tmp_path)
+    wrong = tmp_path / "wrong_sample.csv"
+    wrong.write_text(header if header.endswith("\n") else f"{header}\n200001.jpg,{',x' * header.count(',')}\n")
+    with pytest.raises(SubmissionError, match=rf"^sample submission {re.escape(str(wrong))}: .*give paddy's "):
+        _check(paddy, tmp_path / "good.csv", wrong)
+
+
 def test_comparison_with_prior_submissions(paddy, sample, tmp_path):
     base = _valid(sample, tmp_path, "prior.csv")
     same = _valid(sample, tmp_path, "same.csv", labels=base["label"].tolist())
     report = _check(paddy, tmp_path / "same.csv", sample, against=[tmp_path / "prior.csv"])
     (comparison,) = report.comparisons
     assert comparison.agreement == 1.0 and comparison.shift == 0.0 and comparison.common == 20
-    assert report.warnings == []
+    assert report.warnings == [] and comparison.largest_changes == []  # no class moved: none to list
 
     shuffled = same["label"].sample(frac=1, random_state=3).tolist()  # same distribution, shuffled ids
     _valid(sample, tmp_path, "shuffled.csv", labels=shuffled)
@@ -208,6 +228,9 @@ def test_files_from_elsewhere_are_compared_by_their_id_set(paddy, sample, tmp_pa
     assert report.comparisons == []
     assert report.not_compared == [(tmp_path / "partial.csv", "made for other test ids"),
                                    (tmp_path / "other.csv", "made for other test ids")]  # fmt: skip
+    base.rename(columns={"label": "class"}).to_csv(tmp_path / "renamed.csv", index=False)
+    report = _check(paddy, tmp_path / "prior.csv", sample, against=[tmp_path / "renamed.csv"])
+    assert report.not_compared == [(tmp_path / "renamed.csv", "its header has no 'label' column")]
     written = _written(paddy, base, tmp_path / "subs", "/data/paddy", "aaaa")  # one side has no fingerprint: ids
     report = _check(paddy, written, sample, against=[tmp_path / "prior.csv"])
     assert [c.prior for c in report.comparisons] == [tmp_path / "prior.csv"]

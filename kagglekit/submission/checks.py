@@ -93,23 +93,43 @@ def _read_sample(path: Path) -> Table:
         raise SubmissionError(f"sample submission {path}: {error}.") from None
 
 
+def _check_sample(sample: Table, competition: Competition, where: str) -> None:
+    """A `SubmissionError` when `sample` cannot be the competition's sample submission (another competition's, a
+    training CSV, a file cut short), so that its faults are not blamed on the submission."""
+    id_column, spec = competition.id_column, competition.submission
+    wanted = [id_column] if spec.kind == "probs" else [id_column, spec.column]
+    problem = None
+    if id_column not in sample.columns or (spec.kind != "probs" and sorted(sample.columns) != sorted(wanted)):
+        problem = f"its header is {', '.join(map(repr, sample.columns))}, {competition.name}'s has " + (
+            f"{id_column!r} then one column per class" if spec.kind == "probs" else ", ".join(map(repr, wanted))
+        )
+    elif sample.ragged():
+        problem = f"wrong number of cells at {_lines(sample.ragged(), sample, None)}"
+    elif len(sample) == 0:
+        problem = "it has a header but no rows"
+    if problem:
+        raise SubmissionError(f"{where}: {problem}; give {competition.name}'s sample_submission CSV.")
+
+
 def _check_columns(table: Table, expected: list[str], report: CheckReport) -> None:
     columns = table.columns
     repeated = sorted({c for c in columns if columns.count(c) > 1})
     missing = [c for c in expected if c not in columns]
     extra = [c for c in columns if c not in expected]
     if repeated:
-        report.errors.append(f"column(s) named twice in the header (line 1): {', '.join(repeated[:MAX_LISTED])}")
+        report.errors.append(
+            f"column(s) named twice in the header (line 1): {', '.join(map(repr, repeated[:MAX_LISTED]))}"
+        )
     if missing:
         report.errors.append(
-            f"missing column(s): {', '.join(missing[:MAX_LISTED])}"
+            f"missing column(s): {', '.join(map(repr, missing[:MAX_LISTED]))}"
             + (f" and {len(missing) - MAX_LISTED} more" if len(missing) > MAX_LISTED else "")
             + " in the header (line 1)"
         )
     if extra:
         report.errors.append(
-            f"unexpected column(s): {', '.join(extra[:MAX_LISTED])} in the header (line 1); it must be exactly the "
-            "sample submission's"
+            f"unexpected column(s): {', '.join(map(repr, extra[:MAX_LISTED]))} in the header (line 1); it must be "
+            "exactly the sample submission's"
         )
     if not (repeated or missing or extra) and columns != expected:
         first = next(i for i, (a, b) in enumerate(zip(columns, expected, strict=True)) if a != b)
@@ -267,7 +287,7 @@ def _comparison(new: Table, prior: Table, competition: Competition, prior_path: 
     dist_a = _distribution([a[id_] for id_ in common], tags)
     dist_b = _distribution([b[id_] for id_ in common], tags)
     delta = {c: abs(dist_a.get(c, 0.0) - dist_b.get(c, 0.0)) for c in sorted(dist_a.keys() | dist_b.keys())}
-    largest = sorted(delta, key=delta.get, reverse=True)[:3]
+    largest = sorted((c for c in delta if delta[c] > 0), key=delta.get, reverse=True)[:3]
     changes = [(c, dist_b.get(c, 0.0), dist_a.get(c, 0.0)) for c in largest]
     return Comparison(prior_path, len(common), agreement, 0.5 * sum(delta.values()), changes)
 
@@ -304,9 +324,12 @@ def _earlier(prior: Path, competition: Competition, ids: set[str], report: Check
         return None
     spec = competition.submission
     needed = [competition.id_column, *([spec.column] if spec.kind != "probs" else [])]
-    if any(c not in earlier.columns for c in needed) or earlier.ragged() or set(earlier.column(needed[0])) != ids:
-        return "made for other test ids"
-    return earlier
+    lacking = [c for c in needed if c not in earlier.columns]
+    if lacking:
+        return f"its header has no {', '.join(map(repr, lacking))} column"
+    if earlier.ragged():
+        return f"wrong number of cells at {_lines(earlier.ragged(), earlier, None)}"
+    return "made for other test ids" if set(earlier.column(needed[0])) != ids else earlier
 
 
 def _compare_with_priors(
@@ -355,8 +378,12 @@ def check_submission(
     path = Path(path)
     if isinstance(sample_submission, (str, Path)):
         sample = _read_sample(Path(sample_submission))
+        _check_sample(sample, competition, f"sample submission {sample_submission}")
+    elif sample_submission is not None:
+        sample = Table.from_frame(sample_submission)
+        _check_sample(sample, competition, "the sample submission")
     else:
-        sample = None if sample_submission is None else Table.from_frame(sample_submission)
+        sample = None
     for prior in map(Path, against):
         if not prior.is_file():
             raise SubmissionError(f"earlier submission {prior}: {'a folder' if prior.is_dir() else 'no such file'}; "
@@ -374,21 +401,20 @@ def check_submission(
         expected_columns = [id_column, *[c for c in table.columns if c != id_column]]
     else:
         expected_columns = [id_column, spec.column]
+    _check_columns(table, expected_columns, report)
     ragged = table.ragged()
     if ragged:
         report.errors.append(f"wrong number of cells (the header has {len(table.columns)}) at "
                              f"{_lines(ragged, table, None)}")  # fmt: skip
-        return report
-    _check_columns(table, expected_columns, report)
-    if id_column not in table.columns:
+    if len(table) == 0:
+        report.errors.append("the file has a header but no rows")
+    if ragged or len(table) == 0 or id_column not in table.columns:
         return report
     if classes is None:
         declared = competition.tasks[competition.target_task].classes
         classes = list(declared) if declared else None
     _check_ids(table, id_column, sample, report)
     _check_cells(table, competition, classes, report)
-    if len(table) == 0:
-        report.errors.append("the file has a header but no rows")
     if report.errors:
         return report
     _check_constant(table, competition, report)

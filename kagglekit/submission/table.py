@@ -54,7 +54,7 @@ def read_table(path: Path) -> Table:
     try:
         with open(path, newline="", encoding="utf-8-sig") as file:
             reader = csv.reader(file)
-            columns = next(reader, None)
+            columns = next((row for row in reader if row), None)  # blank lines before the header are skipped too
             if columns is None:
                 raise SubmissionError("cannot be read as CSV (the file is empty)")
             rows, lines = [], []
