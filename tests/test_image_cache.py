@@ -48,6 +48,18 @@ def test_recipe_cover_is_the_largest_height_and_width_of_any_stage():
     assert recipe_cover(recipe) == (288, 256)
 
 
+def test_when_every_test_image_is_unreadable_none_is_left_to_predict(paddy, paddy_sample, tmp_path):
+    """`kagglekit predict RUN notimage.jpg` once said "nan is not an image cache entry": the empty readable table got
+    every row back, path NaN, through a column assigned from the whole table."""
+    items = load_items(paddy, paddy_sample.data_dir)
+    bad = tmp_path / "notimage.jpg"
+    bad.write_text("not an image")
+    test = pd.DataFrame({"id": ["notimage.jpg"], "path": [str(bad)]})
+    prepared = prepare_images(paddy, replace(items, train=items.train.head(0), test=test), tmp_path / "cache",
+                              cover=(32, 32))  # fmt: skip
+    assert len(prepared.items.test) == 0 and prepared.undecodable_test["id"].tolist() == ["notimage.jpg"]
+
+
 def test_prepare_images_skips_unreadable_training_images_and_returns_unreadable_test_ones(paddy, paddy_sample,
                                                                                           tmp_path, caplog):  # fmt: skip
     data = tmp_path / "data"

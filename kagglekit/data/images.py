@@ -75,7 +75,8 @@ def prepare_images(
     def cached(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         paths = frame["path"].map(lambda p: report.images.get(Path(p)))
         failed = frame[paths.isna()].assign(reason=lambda f: f["path"].map(lambda p: report.failures.get(Path(p), "")))
-        readable = frame[paths.notna()].assign(source=frame["path"], path=paths[paths.notna()].map(str))
+        readable = frame[paths.notna()]  # `source` from these rows: a column of `frame` would bring back every row
+        readable = readable.assign(source=readable["path"], path=paths[paths.notna()].map(str))
         return readable.reset_index(drop=True), failed
 
     train, failed_train = cached(items.train)
