@@ -190,3 +190,10 @@ def test_long_member_and_file_names_are_whole_in_a_pipe(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     (row,) = [line for line in result.output.splitlines() if "not submitted" in line]
     assert LONG_FILE in row and LONG_FILE.removesuffix(".csv") in row.replace(LONG_FILE, "", 1), result.output
+
+
+def test_version_is_the_installed_distributions():
+    from importlib.metadata import version
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert (result.exit_code, result.output) == (0, f"kagglekit {version('kagglekit')}\n")
