@@ -6,6 +6,7 @@ or a log is thousands of lines: bars are for terminals and notebooks being edite
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from collections.abc import Iterable, Iterator
@@ -20,10 +21,12 @@ T = TypeVar("T")
 
 def interactive() -> bool:
     """A terminal, or a notebook someone is editing (a live Jupyter kernel, as rich detects it: ipykernel merely
-    imported, as in a test run, is not one); not a pipe, a log file or a Kaggle batch run."""
+    imported, as in a test run, is not one) with ipywidgets to draw bars; not a pipe, a log file or a Kaggle batch
+    run."""
     if os.environ.get("KAGGLE_KERNEL_RUN_TYPE") == "Batch":  # a saved version or a competition rerun
         return False
-    return sys.stdout.isatty() or get_console().is_jupyter
+    # in a notebook rich draws bars with ipywidgets; without it each bar is only a warning to install it
+    return sys.stdout.isatty() or (get_console().is_jupyter and importlib.util.find_spec("ipywidgets") is not None)
 
 
 def progress(*columns: str | ProgressColumn, console: Console | None = None) -> Progress:

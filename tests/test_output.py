@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import builtins
 import fcntl
+import importlib.util
 import io
 import os
 import pty
@@ -195,7 +196,9 @@ def test_a_process_that_imported_ipykernel_is_no_notebook_but_a_live_kernel_is(m
 
     monkeypatch.setattr(builtins, "get_ipython", ZMQInteractiveShell, raising=False)
     monkeypatch.setattr("rich._console", None)  # rich asks when it makes its console
-    assert interactive()
+    for widgets in (True, False):  # without ipywidgets rich's bars in a notebook are only warnings to install it
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name, widgets=widgets: object() if widgets else None)
+        assert interactive() == widgets
 
 
 def test_a_bugs_traceback_in_a_pipe_is_pythons_own_unboxed_and_whole():
