@@ -208,7 +208,13 @@ def test_a_bugs_traceback_in_a_pipe_is_pythons_own_unboxed_and_whole():
             "local.list_competitions = lambda: 1 / 0\nsys.argv = ['kagglekit', 'list']\napp()")  # fmt: skip
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 1
-    assert "bug: kagglekit failed with ZeroDivisionError: division by zero." in done.stdout
+    assert done.stderr.startswith("bug: kagglekit failed with ZeroDivisionError: division by zero.")
     assert "Traceback (most recent call last):" in done.stderr, done.stderr
     assert done.stderr.rstrip().endswith("ZeroDivisionError: division by zero")
     assert not re.search("[╭│╰]", done.stderr)
+
+
+def test_a_users_error_goes_to_stderr_so_a_redirected_output_still_shows_it(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "kagglekit", "check", str(tmp_path / "nothing.csv"),
+                           "--competition", "paddy"], capture_output=True, text=True)  # fmt: skip
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", f"error: {tmp_path / 'nothing.csv'}: no such file.\n")

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 # Messages are never wrapped (one greppable line in a log); tables fit a terminal's width.
 console = Console(soft_wrap=True)
+errors = Console(soft_wrap=True, stderr=True)  # `error:` and `bug:` lines: seen even when stdout goes to a file
 PIPE_WIDTH = 200  # tables in a pipe or a log, where no width is known: wide enough that no name is cut
 UNWRAPPED = sys.maxsize  # `--help` in a pipe or a log: no line is ever wrapped
 
@@ -49,8 +50,8 @@ def print_table(table: Table) -> None:
 
 
 def fail(error: KagglekitError | str) -> NoReturn:
-    """Print `error: <message>` on one line and exit with status 2."""
-    console.print(f"[bold red]error:[/] {escape(str(error))}")
+    """Print `error: <message>` on one line (on stderr) and exit with status 2."""
+    errors.print(f"[bold red]error:[/] {escape(str(error))}")
     raise typer.Exit(2)
 
 
@@ -78,7 +79,7 @@ class Commands(TyperGroup):
             exits = type(error).__module__.split(".")[0] in ("typer", "click")  # exits and usage errors, any version
             if exits or ctx.parent is not None:  # a sub-command group: the top-level group reports it
                 raise
-            console.print(f"[bold red]bug:[/] kagglekit failed with {type(error).__name__}: {escape(str(error))}. "
+            errors.print(f"[bold red]bug:[/] kagglekit failed with {type(error).__name__}: {escape(str(error))}. "
                           "This is a bug in kagglekit; please report it with the traceback below.")  # fmt: skip
             raise
 

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from kagglekit.cli.common import console, print_check, print_table
+from kagglekit.cli.common import console, errors, print_check, print_table
 from kagglekit.defaults import DOWNLOADS
 from kagglekit.errors import KaggleError
 
@@ -87,7 +87,7 @@ def submit(
                       poll_interval=poll_interval, console=console)  # fmt: skip
     except SubmissionRefused as error:
         print_check(error.report)
-        console.print("[bold red]error:[/] not submitted. Fix the file, or pass --force to submit anyway.")
+        errors.print("[bold red]error:[/] not submitted. Fix the file, or pass --force to submit anyway.")
         raise typer.Exit(2) from None
     if result.check.errors:
         console.print("[yellow]![/] submitted although the checks below failed (--force)")

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from kagglekit.cli.common import console, print_check
+from kagglekit.cli.common import console, errors, print_check
 from kagglekit.errors import DataError
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ def _predict_files(source: Path, images: list[Path], output: Path | None, tta: i
         console.print(f"[bold red]✗[/] {escape(str(row.path))}: {escape(str(row.reason))}")
     if len(result.unreadable):
         total = len(result.unreadable) + (len(probs.ids) if probs is not None else 0)
-        console.print(f"[bold red]error:[/] {len(result.unreadable)} of {total} image(s) could not be read and were "
+        errors.print(f"[bold red]error:[/] {len(result.unreadable)} of {total} image(s) could not be read and were "
                       "not predicted (listed above).")  # fmt: skip
         raise typer.Exit(1)
 
