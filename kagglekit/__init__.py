@@ -44,7 +44,7 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "score_submission": ".submission.build", "to_submission": ".submission.build",
     "write_submission": ".submission.build",
     "CheckReport": ".submission.checks", "check_submission": ".submission.checks",
-    "compare_submissions": ".submission.checks",
+    "compare_submissions": ".submission.compare",
     "ensure_sample": ".samples.writer", "write_sample": ".samples.writer",
     # what the model gets wrong
     "write_report": ".report.build", "load_run": ".report.run_files", "run_data": ".report.run_files",

@@ -9,7 +9,7 @@ import pytest
 
 from kagglekit.ensemble import Probabilities
 from kagglekit.errors import SubmissionError
-from kagglekit.submission import score_submission, to_submission, write_submission
+from kagglekit.submission import compare_submissions, score_submission, to_submission, write_submission
 from kagglekit.submission.checks import check_submission
 
 CLASSES = ["blast", "hispa", "normal"]
@@ -150,6 +150,7 @@ def test_comparison_with_prior_submissions(paddy, sample, tmp_path):
     (comparison,) = report.comparisons
     assert comparison.agreement == 1.0 and comparison.shift == 0.0 and comparison.common == 20
     assert report.warnings == [] and comparison.largest_changes == []  # no class moved: none to list
+    assert compare_submissions(tmp_path / "same.csv", tmp_path / "prior.csv", paddy) == comparison
 
     shuffled = same["label"].sample(frac=1, random_state=3).tolist()  # same distribution, shuffled ids
     _valid(sample, tmp_path, "shuffled.csv", labels=shuffled)

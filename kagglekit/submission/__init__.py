@@ -7,5 +7,6 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     "answers_for": ".build", "decisions": ".build", "score_submission": ".build", "score_validation": ".build",
     "to_submission": ".build", "truth": ".build", "write_submission": ".build",
     "submission_run": ".sidecar", "submission_source": ".sidecar",
-    "CheckReport": ".checks", "Comparison": ".checks", "check_submission": ".checks", "compare_submissions": ".checks",
+    "CheckReport": ".checks", "check_submission": ".checks",
+    "Comparison": ".compare", "compare_submissions": ".compare",
 })  # fmt: skip

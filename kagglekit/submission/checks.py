@@ -4,9 +4,9 @@ Every problem names the CSV line it is on (line 1 is the header) and what to do.
 rejects (a missing or unexpected column, missing, unknown or repeated ids, empty or non-numeric cells); what it
 scores anyway is a warning (columns in another order, rows in another order, labels outside the classes, which
 score as wrong, and probability rows that do not sum to 1 or leave [0, 1], which the multi-class log loss clips
-and rescales). Comparisons with earlier submissions for the same test images catch the silent failures no format
-check can: a shuffled id column or a broken model still produce a well-formed file, but they disagree with every
-earlier submission; a file predicting one class for every row is called out too.
+and rescales). A file predicting one class for every row is called out too, and comparisons with earlier
+submissions for the same test images (`kagglekit.submission.compare`) catch the silent failures no format check
+can.
 
 Files are read as text with the standard `csv` module (`kagglekit.submission.table`), not pandas, so that
 `kagglekit check` answers at once.
@@ -15,7 +15,6 @@ Files are read as text with the standard `csv` module (`kagglekit.submission.tab
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,26 +22,15 @@ from typing import TYPE_CHECKING
 
 from kagglekit.competition import Competition
 from kagglekit.errors import SubmissionError
-from kagglekit.submission.sidecar import submission_source
-from kagglekit.submission.table import Table, read_table
+from kagglekit.submission.compare import Comparison, compare_with_priors, top_predictions
+from kagglekit.submission.table import MAX_LISTED, Table, read_table
 
 if TYPE_CHECKING:
     import pandas as pd
 
-AGREEMENT_WARNING = 0.90
 SUM_WARNING = 0.01  # a row sum further than this from 1 is worth a warning (4-decimal rounding of 120 columns is not)
 PROBABILITY_CLIP = 1e-15  # Kaggle's multi-class log loss: max(min(p, 1 - 1e-15), 1e-15), then each row / its sum
-MAX_LISTED = 5
 EMPTY_CELLS = ("", "nan", "NaN", "NA", "None", "null")
-
-
-@dataclass
-class Comparison:
-    prior: Path
-    common: int  # ids present in both files
-    agreement: float | None  # share of common ids with the same top prediction (None: no common ids)
-    shift: float | None  # total variation distance between the predicted-class distributions
-    largest_changes: list[tuple[str, float, float]] = field(default_factory=list)  # class, prior, new share
 
 
 @dataclass
@@ -71,14 +59,6 @@ class CheckReport:
         }
 
 
-def _lines(rows: Sequence[int], table: Table, id_column: str | None) -> str:
-    """'line 3 (id x), line 9 (id y) and 4 more' for the given rows of `table`."""
-    ids = table.column(id_column) if id_column in table.columns else None
-    parts = [f"line {table.lines[r]}" + (f" (id {ids[r]})" if ids else "") for r in rows[:MAX_LISTED]]
-    more = f" and {len(rows) - MAX_LISTED} more" if len(rows) > MAX_LISTED else ""
-    return ", ".join(parts) + more
-
-
 def _where(flags: Sequence[bool]) -> list[int]:
     return [i for i, flag in enumerate(flags) if flag]
 
@@ -104,7 +84,7 @@ def _check_sample(sample: Table, competition: Competition, where: str) -> None:
             f"{id_column!r} then one column per class" if spec.kind == "probs" else ", ".join(map(repr, wanted))
         )
     elif sample.ragged():
-        problem = f"wrong number of cells at {_lines(sample.ragged(), sample, None)}"
+        problem = f"wrong number of cells at {sample.lines_of(sample.ragged(), None)}"
     elif len(sample) == 0:
         problem = "it has a header but no rows"
     if problem:
@@ -146,7 +126,7 @@ def _check_ids(table: Table, id_column: str, sample: Table | None, report: Check
             duplicated.append(i)
         seen.add(id_)
     if duplicated:
-        report.errors.append(f"duplicate id(s) at {_lines(duplicated, table, id_column)}")
+        report.errors.append(f"duplicate id(s) at {table.lines_of(duplicated, id_column)}")
     if sample is None:
         report.warnings.append(
             "no sample submission given or found: row count and id set were not checked (pass --sample-submission)"
@@ -158,7 +138,7 @@ def _check_ids(table: Table, id_column: str, sample: Table | None, report: Check
     known = set(expected)
     unknown = _where(id_ not in known for id_ in ids)
     if unknown:
-        report.errors.append(f"id(s) not in the sample submission at {_lines(unknown, table, id_column)}")
+        report.errors.append(f"id(s) not in the sample submission at {table.lines_of(unknown, id_column)}")
     absent = _where(id_ not in seen for id_ in expected)
     if absent:  # not in the file, so the lines named are the sample submission's
         examples = ", ".join(f"{expected[r]} (sample submission line {sample.lines[r]})" for r in absent[:3])
@@ -191,11 +171,11 @@ def _check_probabilities(table: Table, id_column: str, report: CheckReport) -> N
         for vs, cs in zip(values, cells, strict=True)
     )
     if not_numeric:
-        report.errors.append(f"non-numeric probability at {_lines(not_numeric, table, id_column)}")
+        report.errors.append(f"non-numeric probability at {table.lines_of(not_numeric, id_column)}")
     out_of_range = _where(any(v is not None and not 0 <= v <= 1 for v in row) for row in values)
     if out_of_range:
         report.warnings.append(
-            f"probability outside [0, 1] at {_lines(out_of_range, table, id_column)}: Kaggle clips it to "
+            f"probability outside [0, 1] at {table.lines_of(out_of_range, id_column)}: Kaggle clips it to "
             f"[{PROBABILITY_CLIP:g}, 1 - {PROBABILITY_CLIP:g}]; were logits written instead of probabilities?"
         )
     sums = [
@@ -204,7 +184,7 @@ def _check_probabilities(table: Table, id_column: str, report: CheckReport) -> N
     off = _where(total is not None and abs(total - 1) > SUM_WARNING for total in sums)
     if off:
         report.warnings.append(
-            f"row probabilities do not sum to 1 (±{SUM_WARNING:g}) at {_lines(off, table, id_column)}, e.g. line "
+            f"row probabilities do not sum to 1 (±{SUM_WARNING:g}) at {table.lines_of(off, id_column)}, e.g. line "
             f"{table.lines[off[0]]} sums to {sums[off[0]]:.4f}; Kaggle divides each row by its sum, so this only "
             "matters if columns are missing or shifted"
         )
@@ -215,7 +195,7 @@ def _check_cells(table: Table, competition: Competition, classes: Sequence[str] 
     for column in dict.fromkeys(table.columns):
         empty = _where(cell.strip() in EMPTY_CELLS for cell in table.column(column))
         if empty:
-            report.errors.append(f"empty or NaN {column!r} at {_lines(empty, table, id_column)}")
+            report.errors.append(f"empty or NaN {column!r} at {table.lines_of(empty, id_column)}")
     if spec.kind == "probs":
         _check_probabilities(table, id_column, report)
         return
@@ -224,7 +204,7 @@ def _check_cells(table: Table, competition: Competition, classes: Sequence[str] 
     cells = table.column(spec.column)
     padded = _where(cell != cell.strip() for cell in cells)
     if padded:
-        report.warnings.append(f"spaces around {spec.column!r} at {_lines(padded, table, id_column)}; Kaggle may "
+        report.warnings.append(f"spaces around {spec.column!r} at {table.lines_of(padded, id_column)}; Kaggle may "
                                "not match a padded label to its class")  # fmt: skip
     if classes is None:
         report.warnings.append("no class list known: labels were not checked against the vocabulary")
@@ -237,127 +217,20 @@ def _check_cells(table: Table, competition: Competition, classes: Sequence[str] 
         values = sorted({label for row in outside for label in row})
         report.warnings.append(
             f"label(s) outside the {len(allowed)} known classes ({', '.join(values[:MAX_LISTED])}) at "
-            f"{_lines(unknown, table, id_column)}; Kaggle scores them as wrong"
+            f"{table.lines_of(unknown, id_column)}; Kaggle scores them as wrong"
         )
-
-
-def _top(table: Table, competition: Competition) -> dict[str, str]:
-    """The single most telling prediction per id: the label, the most probable class (the first on a tie), or the
-    sorted tag string."""
-    id_column, spec = competition.id_column, competition.submission
-    ids = table.column(id_column)
-    if spec.kind == "label":
-        return dict(zip(ids, table.column(spec.column), strict=True))
-    if spec.kind == "tags":
-        cells = table.column(spec.column)
-        return {id_: " ".join(sorted(set(cell.split()))) for id_, cell in zip(ids, cells, strict=True)}
-    keep = [i for i, c in enumerate(table.columns) if c != id_column]
-    top = {}
-    for id_, row in zip(ids, table.rows, strict=True):
-        values = [float(row[i]) for i in keep]
-        top[id_] = table.columns[keep[values.index(max(values))]]
-    return top
 
 
 def _check_constant(table: Table, competition: Competition, report: CheckReport) -> None:
     """A warning when every row predicts the same: what a model that learnt nothing, or the sample submission
     uploaded as it is, looks like (a single row is not suspicious)."""
-    top = list(_top(table, competition).values())
+    top = list(top_predictions(table, competition).values())
     if len(top) > 1 and len(set(top)) == 1:
         what = "tag set" if competition.submission.kind == "tags" else "class"
         report.warnings.append(
             f"every one of the {len(top)} rows predicts the same {what} ({top[0]}): a model that learnt nothing, "
             "or an unfilled sample submission, looks like this"
         )
-
-
-def _distribution(top: Sequence[str], tags: bool) -> dict[str, float]:
-    """Share of ids predicted as each class (each tag, for multi-label)."""
-    counts = Counter(tag for cell in top for tag in cell.split()) if tags else Counter(top)
-    return {label: count / len(top) for label, count in counts.items()}
-
-
-def _comparison(new: Table, prior: Table, competition: Competition, prior_path: Path) -> Comparison:
-    a, b = _top(new, competition), _top(prior, competition)
-    common = [id_ for id_ in a if id_ in b]
-    if not common:
-        return Comparison(prior_path, 0, None, None)
-    agreement = sum(a[id_] == b[id_] for id_ in common) / len(common)
-    tags = competition.submission.kind == "tags"
-    dist_a = _distribution([a[id_] for id_ in common], tags)
-    dist_b = _distribution([b[id_] for id_ in common], tags)
-    delta = {c: abs(dist_a.get(c, 0.0) - dist_b.get(c, 0.0)) for c in sorted(dist_a.keys() | dist_b.keys())}
-    largest = sorted((c for c in delta if delta[c] > 0), key=delta.get, reverse=True)[:3]
-    changes = [(c, dist_b.get(c, 0.0), dist_a.get(c, 0.0)) for c in largest]
-    return Comparison(prior_path, len(common), agreement, 0.5 * sum(delta.values()), changes)
-
-
-def compare_submissions(new: Path, prior: Path, competition: Competition) -> Comparison:
-    """Agreement of top predictions on the ids both files have, and how far the predicted-class distribution moved
-    (total variation distance: half the sum of absolute differences of the class shares).
-
-    Raises `SubmissionError` if either file cannot be read as CSV.
-    """
-    return _comparison(read_table(Path(new)), read_table(Path(prior)), competition, Path(prior))
-
-
-def _other_test_images(path: Path, prior: Path) -> str | None:
-    """Why the sidecars say `prior` predicts other test images than `path` (None: same images, or not recorded)."""
-    mine = submission_source(path).get("test_data") or {}
-    theirs = submission_source(prior).get("test_data") or {}
-    if not (mine.get("fingerprint") and theirs.get("fingerprint")) or mine["fingerprint"] == theirs["fingerprint"]:
-        return None
-    if theirs.get("data") != mine.get("data"):
-        return f"made for the test images in {theirs.get('data')}, this file for those in {mine.get('data')}"
-    return f"made for other test images in {mine.get('data')} (the folder changed since)"
-
-
-def _earlier(prior: Path, competition: Competition, ids: set[str], report: CheckReport) -> Table | str | None:
-    """An earlier file's table, or why it is not compared (a string), or None if it cannot be read (a warning)."""
-    reason = _other_test_images(report.path, prior)
-    if reason is not None:
-        return reason
-    try:
-        earlier = read_table(prior)
-    except SubmissionError as error:
-        report.warnings.append(f"could not compare with {prior}: {error}")
-        return None
-    spec = competition.submission
-    needed = [competition.id_column, *([spec.column] if spec.kind != "probs" else [])]
-    lacking = [c for c in needed if c not in earlier.columns]
-    if lacking:
-        return f"its header has no {', '.join(map(repr, lacking))} column"
-    if earlier.ragged():
-        return f"wrong number of cells at {_lines(earlier.ragged(), earlier, None)}"
-    return "made for other test ids" if set(earlier.column(needed[0])) != ids else earlier
-
-
-def _compare_with_priors(
-    table: Table, competition: Competition, against: Sequence[Path], limit: int | None, report: CheckReport
-) -> None:
-    """Compare with each earlier file made for the same test images (the sidecars' fingerprints, else the same id
-    set), at most `limit` of them in the order given; the others are listed in `report.not_compared`."""
-    ids = set(table.column(competition.id_column))
-    for prior in map(Path, against):
-        if limit is not None and len(report.comparisons) >= limit:
-            break
-        earlier = _earlier(prior, competition, ids, report)
-        if isinstance(earlier, str):
-            report.not_compared.append((prior, earlier))
-            continue
-        if earlier is None:
-            continue
-        try:
-            comparison = _comparison(table, earlier, competition, prior)
-        except (KeyError, ValueError) as error:  # e.g. a probability column the new file lacks, a non-number
-            report.warnings.append(f"could not compare with {prior}: {error}")
-            continue
-        report.comparisons.append(comparison)
-        if comparison.agreement is not None and comparison.agreement < AGREEMENT_WARNING:
-            report.warnings.append(
-                f"only {comparison.agreement:.1%} of predictions agree with {prior.name} "
-                f"(below {AGREEMENT_WARNING:.0%}): check ids are not shuffled and the model is the one you meant"
-            )
 
 
 def check_submission(
@@ -405,7 +278,7 @@ def check_submission(
     ragged = table.ragged()
     if ragged:
         report.errors.append(f"wrong number of cells (the header has {len(table.columns)}) at "
-                             f"{_lines(ragged, table, None)}")  # fmt: skip
+                             f"{table.lines_of(ragged, None)}")  # fmt: skip
     if len(table) == 0:
         report.errors.append("the file has a header but no rows")
     if ragged or len(table) == 0 or id_column not in table.columns:
@@ -418,5 +291,5 @@ def check_submission(
     if report.errors:
         return report
     _check_constant(table, competition, report)
-    _compare_with_priors(table, competition, against, compare, report)
+    compare_with_priors(table, competition, against, compare, report)
     return report

@@ -9,6 +9,7 @@ Blank lines are skipped, as pandas (and so Kaggle's grader) skips them.
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +18,8 @@ from kagglekit.errors import SubmissionError
 
 if TYPE_CHECKING:
     import pandas as pd
+
+MAX_LISTED = 5  # rows (or names) a message lists before "and N more"
 
 
 @dataclass
@@ -34,6 +37,13 @@ class Table:
         """The cells of column `name`, one per row (the first such column if the header repeats it)."""
         index = self.columns.index(name)
         return [row[index] for row in self.rows]
+
+    def lines_of(self, rows: Sequence[int], id_column: str | None = None) -> str:
+        """'line 3 (id x), line 9 (id y) and 4 more' for rows `rows` (indices into `self.rows`)."""
+        ids = self.column(id_column) if id_column in self.columns else None
+        parts = [f"line {self.lines[r]}" + (f" (id {ids[r]})" if ids else "") for r in rows[:MAX_LISTED]]
+        more = f" and {len(rows) - MAX_LISTED} more" if len(rows) > MAX_LISTED else ""
+        return ", ".join(parts) + more
 
     def ragged(self) -> list[int]:
         """Rows whose number of cells differs from the header's."""
