@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from kagglekit.competition import Competition
 from kagglekit.errors import SubmissionError
 from kagglekit.submission.compare import Comparison, compare_with_priors, top_predictions
-from kagglekit.submission.table import MAX_LISTED, Table, read_table
+from kagglekit.submission.table import MAX_LISTED, Table, listed, read_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -83,8 +83,8 @@ def _check_sample(sample: Table, competition: Competition, where: str) -> None:
         problem = f"its header is {', '.join(map(repr, sample.columns))}, {competition.name}'s has " + (
             f"{id_column!r} then one column per class" if spec.kind == "probs" else ", ".join(map(repr, wanted))
         )
-    elif sample.ragged():
-        problem = f"wrong number of cells at {sample.lines_of(sample.ragged(), None)}"
+    elif ragged := sample.ragged():
+        problem = f"wrong number of cells at {sample.lines_of(ragged)}"
     elif len(sample) == 0:
         problem = "it has a header but no rows"
     if problem:
@@ -101,11 +101,7 @@ def _check_columns(table: Table, expected: list[str], report: CheckReport) -> No
             f"column(s) named twice in the header (line 1): {', '.join(map(repr, repeated[:MAX_LISTED]))}"
         )
     if missing:
-        report.errors.append(
-            f"missing column(s): {', '.join(map(repr, missing[:MAX_LISTED]))}"
-            + (f" and {len(missing) - MAX_LISTED} more" if len(missing) > MAX_LISTED else "")
-            + " in the header (line 1)"
-        )
+        report.errors.append(f"missing column(s): {listed(missing, repr)} in the header (line 1)")
     if extra:
         report.errors.append(
             f"unexpected column(s): {', '.join(map(repr, extra[:MAX_LISTED]))} in the header (line 1); it must be "
@@ -221,15 +217,15 @@ def _check_cells(table: Table, competition: Competition, classes: Sequence[str] 
         )
 
 
-def _check_constant(table: Table, competition: Competition, report: CheckReport) -> None:
-    """A warning when every row predicts the same: what a model that learnt nothing, or the sample submission
-    uploaded as it is, looks like (a single row is not suspicious)."""
-    top = list(top_predictions(table, competition).values())
-    if len(top) > 1 and len(set(top)) == 1:
+def _check_constant(top: dict[str, str], competition: Competition, report: CheckReport) -> None:
+    """A warning when every row predicts the same (`top`: each id's top prediction): what a model that learnt
+    nothing, or the sample submission uploaded as it is, looks like (a single row is not suspicious)."""
+    predicted = set(top.values())
+    if len(top) > 1 and len(predicted) == 1:
         what = "tag set" if competition.submission.kind == "tags" else "class"
         report.warnings.append(
-            f"every one of the {len(top)} rows predicts the same {what} ({top[0]}): a model that learnt nothing, "
-            "or an unfilled sample submission, looks like this"
+            f"every one of the {len(top)} rows predicts the same {what} ({predicted.pop()}): a model that learnt "
+            "nothing, or an unfilled sample submission, looks like this"
         )
 
 
@@ -290,6 +286,7 @@ def check_submission(
     _check_cells(table, competition, classes, report)
     if report.errors:
         return report
-    _check_constant(table, competition, report)
-    compare_with_priors(table, competition, against, compare, report)
+    top = top_predictions(table, competition)  # once, for the constant-prediction check and every comparison
+    _check_constant(top, competition, report)
+    compare_with_priors(top, competition, against, compare, report)
     return report

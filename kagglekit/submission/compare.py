@@ -60,8 +60,8 @@ def _distribution(top: Sequence[str], tags: bool) -> dict[str, float]:
     return {label: count / len(top) for label, count in counts.items()}
 
 
-def _comparison(new: Table, prior: Table, competition: Competition, prior_path: Path) -> Comparison:
-    a, b = top_predictions(new, competition), top_predictions(prior, competition)
+def _comparison(a: dict[str, str], b: dict[str, str], competition: Competition, prior_path: Path) -> Comparison:
+    """The comparison of top predictions `a` (the new file's, by id) with `b` (the earlier file's)."""
     common = [id_ for id_ in a if id_ in b]
     if not common:
         return Comparison(prior_path, 0, None, None)
@@ -81,7 +81,8 @@ def compare_submissions(new: Path, prior: Path, competition: Competition) -> Com
 
     Raises `SubmissionError` if either file cannot be read as CSV.
     """
-    return _comparison(read_table(Path(new)), read_table(Path(prior)), competition, Path(prior))
+    a, b = (top_predictions(read_table(Path(path)), competition) for path in (new, prior))
+    return _comparison(a, b, competition, Path(prior))
 
 
 def _other_test_images(path: Path, prior: Path) -> str | None:
@@ -110,17 +111,19 @@ def _earlier(prior: Path, competition: Competition, ids: set[str], report: Check
     lacking = [c for c in needed if c not in earlier.columns]
     if lacking:
         return f"its header has no {', '.join(map(repr, lacking))} column"
-    if earlier.ragged():
-        return f"wrong number of cells at {earlier.lines_of(earlier.ragged())}"
+    ragged = earlier.ragged()
+    if ragged:
+        return f"wrong number of cells at {earlier.lines_of(ragged)}"
     return "made for other test ids" if set(earlier.column(needed[0])) != ids else earlier
 
 
 def compare_with_priors(
-    table: Table, competition: Competition, against: Sequence[Path], limit: int | None, report: CheckReport
+    top: dict[str, str], competition: Competition, against: Sequence[Path], limit: int | None, report: CheckReport
 ) -> None:
-    """Compare with each earlier file made for the same test images (the sidecars' fingerprints, else the same id
-    set), at most `limit` of them in the order given; the others are listed in `report.not_compared`."""
-    ids = set(table.column(competition.id_column))
+    """Compare the file's top predictions `top` (by id, `top_predictions`) with each earlier file made for the same
+    test images (the sidecars' fingerprints, else the same id set), at most `limit` of them in the order given; the
+    others are listed in `report.not_compared`."""
+    ids = set(top)
     for prior in map(Path, against):
         if limit is not None and len(report.comparisons) >= limit:
             break
@@ -131,7 +134,7 @@ def compare_with_priors(
         if earlier is None:
             continue
         try:
-            comparison = _comparison(table, earlier, competition, prior)
+            comparison = _comparison(top, top_predictions(earlier, competition), competition, prior)
         except (KeyError, ValueError) as error:  # e.g. a probability column the new file lacks, a non-number
             report.warnings.append(f"could not compare with {prior}: {error}")
             continue

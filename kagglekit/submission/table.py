@@ -9,10 +9,10 @@ Blank lines are skipped, as pandas (and so Kaggle's grader) skips them.
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from kagglekit.errors import SubmissionError
 
@@ -20,6 +20,13 @@ if TYPE_CHECKING:
     import pandas as pd
 
 MAX_LISTED = 5  # rows (or names) a message lists before "and N more"
+T = TypeVar("T")
+
+
+def listed(items: Sequence[T], describe: Callable[[T], str] = str) -> str:
+    """'a, b, c, d, e and 4 more': the first `MAX_LISTED` items, described, and how many more there are."""
+    more = f" and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else ""
+    return ", ".join(map(describe, items[:MAX_LISTED])) + more
 
 
 @dataclass
@@ -41,9 +48,7 @@ class Table:
     def lines_of(self, rows: Sequence[int], id_column: str | None = None) -> str:
         """'line 3 (id x), line 9 (id y) and 4 more' for rows `rows` (indices into `self.rows`)."""
         ids = self.column(id_column) if id_column in self.columns else None
-        parts = [f"line {self.lines[r]}" + (f" (id {ids[r]})" if ids else "") for r in rows[:MAX_LISTED]]
-        more = f" and {len(rows) - MAX_LISTED} more" if len(rows) > MAX_LISTED else ""
-        return ", ".join(parts) + more
+        return listed(rows, lambda r: f"line {self.lines[r]}" + (f" (id {ids[r]})" if ids else ""))
 
     def ragged(self) -> list[int]:
         """Rows whose number of cells differs from the header's."""
